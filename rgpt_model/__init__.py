@@ -1,0 +1,1 @@
+"""RegionGPT model library: region-aware LLaVA-style VLM, no ROS dependency."""
