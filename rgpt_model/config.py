@@ -1,0 +1,109 @@
+"""RGPT configuration: a LLaVA-1.5 style config plus the region-specific knobs.
+
+Defaults follow the paper (CLIP ViT-L/14-336, second-to-last layer, Vicuna-7B v1.5, 4x feature
+refinement); tests build tiny configs from the same class.
+"""
+
+from __future__ import annotations
+
+from huggingface_hub.dataclasses import strict
+from transformers import AutoConfig, PretrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+_CLIP_L_336 = {
+    "hidden_size": 1024,
+    "intermediate_size": 4096,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+    "patch_size": 14,
+    "image_size": 336,
+    "projection_dim": 768,
+}
+# Vicuna-7B v1.5 is a Llama-2-7B architecture: transformers' LlamaConfig defaults.
+_VICUNA_7B_V15 = {"max_position_embeddings": 4096, "vocab_size": 32000}
+
+
+@strict(accept_kwargs=True)
+class RGPTConfig(PretrainedConfig):
+    """Configuration of :class:`rgpt_model.modeling.RGPTForCausalLM`.
+
+    Fields beyond LLaVA's: ``image_size`` (input resolution; position embeddings are
+    interpolated when it differs from the CLIP config), ``use_refinement`` and
+    ``refiner_hidden_size`` (the 4x transposed-conv refiner; ``None`` = vision hidden size),
+    ``patch_merge_factor`` (average-pool factor on the global patch grid, 1 = LLaVA's 576 tokens),
+    ``region_token_ids`` (token ids of ``<region>``, ``<region1>``...), ``freeze_vision_tower`` and
+    ``max_regions_per_prompt`` (REC candidates per prompt before chunking).
+    """
+
+    model_type = "rgpt"
+    sub_configs_defaults = {
+        "vision_config": SubConfigSpec(
+            config_class=AutoConfig, model_type="clip_vision_model", init_kwargs=_CLIP_L_336
+        ),
+        "text_config": SubConfigSpec(
+            config_class=AutoConfig, model_type="llama", init_kwargs=_VICUNA_7B_V15
+        ),
+    }
+
+    vision_config: dict | PretrainedConfig | None = None
+    text_config: dict | PretrainedConfig | None = None
+    vision_feature_layer: int = -2
+    vision_feature_select_strategy: str = "default"
+    image_size: int | None = None
+    use_refinement: bool = True
+    refiner_hidden_size: int | None = None
+    patch_merge_factor: int = 2
+    projector_hidden_act: str = "gelu"
+    multimodal_projector_bias: bool = True
+    image_token_id: int = 32000
+    region_token_ids: list[int] | None = None
+    freeze_vision_tower: bool = True
+    max_regions_per_prompt: int = 8
+    tie_word_embeddings: bool = False
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        if self.image_size is None:
+            self.image_size = int(self.vision_config.image_size)
+        if self.region_token_ids is None:
+            self.region_token_ids = []
+        if self.vision_feature_select_strategy not in ("default", "full"):
+            raise ValueError(
+                "vision_feature_select_strategy must be 'default' (drop CLS) or 'full', got "
+                f"{self.vision_feature_select_strategy!r}"
+            )
+        if self.image_size % self.vision_config.patch_size:
+            raise ValueError(
+                f"image_size {self.image_size} must be a multiple of the patch size "
+                f"{self.vision_config.patch_size}"
+            )
+        if self.patch_merge_factor < 1 or self.grid_size % self.patch_merge_factor:
+            raise ValueError(
+                f"patch_merge_factor {self.patch_merge_factor} must be >= 1 and divide the patch "
+                f"grid size {self.grid_size}"
+            )
+
+    @property
+    def grid_size(self) -> int:
+        """Side of the ViT patch grid (24 for 336 px / patch 14)."""
+        return self.image_size // self.vision_config.patch_size
+
+    @property
+    def refined_grid_size(self) -> int:
+        """Side of the grid that regions are pooled on (4x finer with refinement)."""
+        return self.grid_size * (4 if self.use_refinement else 1)
+
+    @property
+    def num_global_tokens(self) -> int:
+        """How many tokens one ``<image>`` expands into."""
+        side = self.grid_size // self.patch_merge_factor
+        tokens = side * side
+        if self.vision_feature_select_strategy == "full" and self.patch_merge_factor == 1:
+            tokens += 1
+        return tokens
+
+
+try:  # registering makes AutoConfig.from_pretrained work on RGPT directories
+    AutoConfig.register("rgpt", RGPTConfig)
+except ValueError:  # already registered (module reloaded)
+    pass
