@@ -53,8 +53,8 @@ def filters_of(r: Region, combo: Sequence[str]) -> Filters:
 def unique_names(regions: Sequence[Region], prefer_colour_shape: bool = False) -> dict[int, str]:
     """Region id -> shortest attribute phrase naming it uniquely (no article).
 
-    Falls back to the full "size colour shape" (or "colour shape" when preferred) phrase
-    when no combination is unique.
+    Falls back to the full "size colour shape" phrase when no combination is unique.
+    ``prefer_colour_shape`` (captions) only tries "colour shape" then "size colour shape".
     """
     out: dict[int, str] = {}
     combos = ATTRIBUTE_COMBOS
@@ -67,8 +67,7 @@ def unique_names(regions: Sequence[Region], prefer_colour_shape: bool = False) -
             if len(select(regions, f)) == 1:
                 name = describe(f)
                 break
-        out[r.id] = name or (r.name if prefer_colour_shape else describe(
-            filters_of(r, ("size", "colour", "shape"))))
+        out[r.id] = name or describe(filters_of(r, ("size", "colour", "shape")))
     return out
 
 
@@ -134,8 +133,9 @@ def superlative_expressions(regions: Sequence[Region], margin: float,
         if "size" in f:
             continue
         for word, sign in (("largest", -1.0), ("smallest", 1.0)):
-            best = _superlative(group, lambda r, s=sign: s * r.full_area,
-                                lambda a, b: max(abs(a), abs(b)) >= area_ratio * min(abs(a), abs(b)))
+            best = _superlative(
+                group, lambda r, s=sign: s * r.full_area,
+                lambda a, b: max(abs(a), abs(b)) >= area_ratio * min(abs(a), abs(b)))
             vis = sorted(group, key=lambda r, s=sign: s * r.area)[0]
             if best is not None and vis.id == best.id:
                 out.append(ReferringExpression(f"the {word} {noun}", [best.id], "superlative"))

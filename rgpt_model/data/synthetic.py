@@ -96,7 +96,18 @@ def _visible_ok(objs: list[_Obj], new_mask: np.ndarray, cfg: SceneConfig) -> boo
     return True
 
 
-def _place(rng: np.random.Generator, objs: list[_Obj], shape: str, extent: float,
+def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
+    """Square dilation by ``r`` pixels (numpy only)."""
+    out = mask.copy()
+    h, w = mask.shape
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] |= \
+                mask[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
+def _place(rng: np.random.Generator, objs: list[_Obj], shape: str, colour: str, extent: float,
            cfg: SceneConfig) -> np.ndarray | None:
     h, w = cfg.height, cfg.width
     r = extent / 2.0 + 1.0
@@ -117,6 +128,10 @@ def _place(rng: np.random.Generator, objs: list[_Obj], shape: str, extent: float
             cy = float(rng.uniform(r, h - r))
         mask = shape_mask(shape, cx, cy, extent, h, w)
         if int(mask.sum()) < cfg.min_visible_pixels:
+            continue
+        # Same-colour objects must not touch, or their outlines would merge in the image.
+        same = [o for o in objs if o.colour == colour]
+        if same and any((_dilate(mask, 2) & o.mask).any() for o in same):
             continue
         if _visible_ok(objs, mask, cfg):
             return mask
@@ -157,7 +172,7 @@ def generate_scene(seed: int, index: int, split: str = "train",
             size = min(size_names, key=lambda k: cfg.sizes[k])
         jitter = 1.0 + rng.uniform(-cfg.size_jitter, cfg.size_jitter)
         extent = cfg.sizes[size] * min(h, w) * jitter
-        mask = _place(rng, objs, s, extent, cfg)
+        mask = _place(rng, objs, s, c, extent, cfg)
         if mask is not None:
             objs.append(_Obj(s, c, size, mask))
     if len(objs) < cfg.min_objects or (split == "test" and not _has_held(objs)):
