@@ -1,0 +1,23 @@
+"""Every message type of our interface package, for tests that must cover them all."""
+
+from regiongpt_ros.msg import (
+    LabelMap,
+    NodeStatus,
+    ReferQuery,
+    ReferResult,
+    RegionDescription,
+    RegionDescriptionArray,
+    RegionPrompt,
+    RegionPromptArray,
+)
+
+MESSAGE_TYPES = (
+    RegionDescription,
+    RegionDescriptionArray,
+    ReferQuery,
+    ReferResult,
+    LabelMap,
+    RegionPrompt,
+    RegionPromptArray,
+    NodeStatus,
+)
