@@ -1,4 +1,4 @@
-"""Bags written with rosbags hold our types exactly as ROS 2 encodes them, so ROS 2 tools play them."""
+"""Bags written with rosbags hold our types as ROS 2 encodes them, so ROS 2 tools play them."""
 
 from __future__ import annotations
 
