@@ -7,6 +7,7 @@ Wording follows the paper's task-guided prompts (see shared DESIGN.md).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 NO_MATCH_ANSWER = "No corresponding options found."
@@ -51,3 +52,19 @@ def refer_answer(indices: Sequence[int]) -> str:
 def short_answer_prompt(question: str) -> str:
     """Short-answer question: the question plus the single-word/phrase instruction."""
     return f"{question.rstrip()} {SHORT_ANSWER_SUFFIX}"
+
+
+_REGION_ANSWER_RE = re.compile(r"region\s*\[\s*(\d+)\s*\]", re.IGNORECASE)
+
+
+def parse_refer_answer(text: str) -> list[int] | None:
+    """1-based candidate indices named in a REC answer; [] for the no-match sentence.
+
+    None when the text is neither (the caller counts it as wrong).
+    """
+    found = [int(k) for k in _REGION_ANSWER_RE.findall(text)]
+    if found:
+        return sorted(set(found))
+    if "no corresponding options" in text.lower():
+        return []
+    return None

@@ -1,0 +1,1 @@
+"""Evaluation: region classification, mAP, REC accuracy and caption metrics (no torch)."""
