@@ -1,0 +1,165 @@
+"""Node parameters: one table with default, description, range and runtime-change policy.
+
+The table is the single source for the declarations (with descriptors, so `ros2 param describe`
+shows ranges), for config/rgpt_node.yaml (a test checks they agree) and for the policy that
+accepts or rejects a change while the node runs:
+
+- ``live``: takes effect on the next frame or query.
+- ``inactive``: read when the subscriptions are created; change it while inactive.
+- ``unconfigured``: read when the model loads; change it while unconfigured (cleanup first).
+- ``startup``: read once by ``main()``; never changed at run time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
+
+TASK_CHOICES = ("classify", "caption", "detailed_caption", "none")
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+DTYPE_CHOICES = ("float32", "float16", "bfloat16")
+RELIABILITY_CHOICES = ("best_effort", "reliable")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+    policy: str  # live | inactive | unconfigured | startup
+    int_range: tuple[int, int] | None = None
+    float_range: tuple[float, float] | None = None
+    choices: tuple[str, ...] | None = None
+
+
+PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("model_path", "", "Model directory; empty = the built-in demo model "
+              "(rgpt_model.demo.default_model_path()).", "unconfigured"),
+    ParamSpec("device", "auto", "Torch device: auto (cuda when available, else cpu), cpu, cuda "
+              "or cuda:N.", "unconfigured", choices=DEVICE_CHOICES),
+    ParamSpec("dtype", "float32", "Model dtype: float32, float16 or bfloat16 (half types need "
+              "a GPU).", "unconfigured", choices=DTYPE_CHOICES),
+    ParamSpec("tasks", ["classify", "caption"], "Tasks run for every frame: any of classify, "
+              "caption; ['none'] publishes ids, boxes and areas only.", "live",
+              choices=TASK_CHOICES),
+    ParamSpec("vocabulary", "", "Comma-separated class names for classification; empty = the "
+              "model's own vocabulary.", "live"),
+    ParamSpec("max_regions", 32, "Most regions described per frame; the largest ones are kept.",
+              "live", int_range=(1, 1024)),
+    ParamSpec("min_region_area", 1, "Regions with fewer mask pixels (at image resolution) are "
+              "skipped.", "live", int_range=(1, 100_000_000)),
+    ParamSpec("max_new_tokens", 32, "Generated tokens per caption / answer; an action goal may "
+              "ask for fewer or more.", "live", int_range=(1, 1024)),
+    ParamSpec("sync_slop", 0.0, "Seconds by which image and mask stamps may differ and still "
+              "pair (0 = exact).", "live", float_range=(0.0, 10.0)),
+    ParamSpec("sync_queue_size", 5, "Unmatched messages kept per input while waiting for a "
+              "partner.", "inactive", int_range=(1, 100)),
+    ParamSpec("input_reliability", "best_effort", "QoS reliability of the image/mask "
+              "subscriptions: best_effort (sensor data, matches any camera) or reliable.",
+              "inactive", choices=RELIABILITY_CHOICES),
+    ParamSpec("input_depth", 5, "QoS history depth of the image/mask subscriptions.",
+              "inactive", int_range=(1, 100)),
+    ParamSpec("compressed_input", False, "Subscribe to sensor_msgs/CompressedImage on "
+              "image/compressed instead of sensor_msgs/Image on image.", "inactive"),
+    ParamSpec("rate_limit", 0.0, "Most frames per second given to the model (0 = as fast as it "
+              "goes); frames in between are dropped, newest wins.", "live",
+              float_range=(0.0, 1000.0)),
+    ParamSpec("max_image_width", 4096, "Wider images and masks are rejected before any pixel "
+              "is read.", "live", int_range=(1, 65535)),
+    ParamSpec("max_image_height", 4096, "Taller images and masks are rejected before any pixel "
+              "is read.", "live", int_range=(1, 65535)),
+    ParamSpec("publish_debug_image", False, "Publish debug_image: the frame with mask outlines, "
+              "ids and labels (for rviz).", "live"),
+    ParamSpec("max_pending_queries", 8, "Queries (topic and action) waiting for the model; "
+              "more are refused with an error result.", "inactive", int_range=(1, 1000)),
+    ParamSpec("status_period", 1.0, "Seconds between status messages.", "unconfigured",
+              float_range=(0.05, 3600.0)),
+    ParamSpec("autostart", True, "main() configures and activates the node itself; false "
+              "leaves it unconfigured for an external lifecycle manager.", "startup"),
+)
+SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
+
+
+def descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    """ParameterDescriptor with description and range, shown by `ros2 param describe`."""
+    desc = ParameterDescriptor(description=spec.description)
+    if spec.choices:
+        desc.additional_constraints = "one of: " + ", ".join(spec.choices)
+    if spec.int_range:
+        desc.integer_range = [IntegerRange(from_value=spec.int_range[0],
+                                           to_value=spec.int_range[1], step=0)]
+    if spec.float_range:
+        desc.floating_point_range = [FloatingPointRange(from_value=spec.float_range[0],
+                                                        to_value=spec.float_range[1], step=0.0)]
+    if spec.policy == "startup":
+        desc.read_only = True
+    return desc
+
+
+def declare_all(node) -> None:
+    """Declare every parameter of the table on ``node``."""
+    for spec in PARAMS:
+        node.declare_parameter(spec.name, spec.default, descriptor(spec))
+
+
+def check_value(name: str, value: Any) -> str | None:
+    """Reason why ``value`` is not acceptable for ``name`` (choices), or None."""
+    spec = SPECS.get(name)
+    if spec is None or not spec.choices:
+        return None
+    if name == "device":
+        ok = value in spec.choices or str(value).startswith("cuda:")
+        return None if ok else f"device must be one of {spec.choices} or cuda:N, got {value!r}"
+    if name == "tasks":
+        bad = [t for t in value if t not in spec.choices]
+        if bad:
+            return f"unknown task(s) {bad}; choose from {spec.choices}"
+        if "none" in value and len(value) > 1:
+            return "'none' cannot be combined with other tasks"
+        if not value:
+            return "tasks must not be empty; use ['none'] for ids and boxes only"
+        return None
+    if value not in spec.choices:
+        return f"{name} must be one of {spec.choices}, got {value!r}"
+    return None
+
+
+def change_policy(params, state: str) -> SetParametersResult:
+    """Accept or reject a runtime change given the lifecycle state label; the reason says why.
+
+    ``state`` is unconfigured, inactive, active or finalized.
+    """
+    for p in params:
+        spec = SPECS.get(p.name)
+        if spec is None:
+            continue  # e.g. use_sim_time: rclpy handles it
+        reason = check_value(p.name, p.value)
+        if reason:
+            return SetParametersResult(successful=False, reason=reason)
+        if spec.policy == "startup":
+            return SetParametersResult(
+                successful=False, reason=f"{p.name} is only read at startup")
+        if spec.policy == "unconfigured" and state != "unconfigured":
+            return SetParametersResult(
+                successful=False,
+                reason=f"{p.name} is read when the model loads: cleanup the node (state "
+                       f"{state}), set it, then configure again")
+        if spec.policy == "inactive" and state == "active":
+            return SetParametersResult(
+                successful=False,
+                reason=f"{p.name} is read when the subscriptions are created: deactivate, set "
+                       "it, then activate")
+    return SetParametersResult(successful=True)
+
+
+def parse_vocabulary(text: str) -> list[str] | None:
+    """'cup, mug,plate' -> ['cup', 'mug', 'plate']; empty -> None (model default)."""
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    return items or None
