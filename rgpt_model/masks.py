@@ -109,7 +109,10 @@ def to_mask_stack(
         stack, ids = label_image_to_stack(masks, region_ids)
     elif masks.ndim == 3:
         if masks.dtype != np.bool_:
-            if not (np.issubdtype(masks.dtype, np.integer) or np.issubdtype(masks.dtype, np.floating)):
+            numeric = np.issubdtype(masks.dtype, np.integer) or np.issubdtype(
+                masks.dtype, np.floating
+            )
+            if not numeric:
                 raise InvalidMaskError(f"mask stack dtype {masks.dtype} is not boolean")
             uniq = np.unique(masks)
             if not np.all(np.isin(uniq, (0, 1))):
