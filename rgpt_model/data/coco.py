@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from rgpt_model.data import templates
 from rgpt_model.data.jsonl_format import make_record
+from rgpt_model.prompts import COCO80
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +95,24 @@ def _captions(ann: dict) -> list[str]:
 
 
 def coco_to_records(annotations: str | Path | dict, image_root: str | Path = "",
-                    vocabulary: str = "COCO-80 category names",
+                    vocabulary_name: str | None = None,
                     tasks: Sequence[str] = ("classify", "caption_detail"),
                     include_crowd: bool = False, min_area: float = 1.0,
                     progress: bool = False) -> list[dict]:
-    """One classification record per annotation, plus caption records where captions exist."""
+    """One classification record per annotation, plus caption records where captions exist.
+
+    The classification prompt uses the COCO-80 wording when the categories are COCO's 80,
+    else ``vocabulary_name`` ("LVIS" -> "... using LVIS category names.") or, without one,
+    lists the dataset's category names.
+    """
     coco = load_coco(annotations)
     names = category_names(coco)
+    vocab = class_names(coco)
+    if set(vocab) == set(COCO80) and vocabulary_name is None:
+        cls_prompt = templates.classify_prompt(1)
+    else:
+        cls_prompt = templates.classify_prompt(1, vocabulary=vocab,
+                                               vocabulary_name=vocabulary_name)
     by_image = index_annotations(coco, include_crowd, min_area)
     out: list[dict] = []
     images = sorted(coco.get("images", []), key=lambda im: int(im["id"]))
@@ -115,7 +127,7 @@ def coco_to_records(annotations: str | Path | dict, image_root: str | Path = "",
                     "bbox": [float(v) for v in ann.get("bbox", [])]}
             if "classify" in tasks:
                 out.append(make_record(f"coco-{aid}-cls", path, masks, [aid], "classify",
-                                       templates.classify_prompt(1, vocabulary),
+                                       cls_prompt,
                                        names[int(ann["category_id"])], meta))
             if "caption_detail" in tasks:
                 for k, cap in enumerate(_captions(ann)):

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from rgpt_model.data import templates
+from rgpt_model.data.attributes import SHAPES
 from rgpt_model.data.jsonl_format import make_record
 from rgpt_model.data.scene import ReferringExpression, Scene
 from rgpt_model.data.synthetic import _SPLIT_CODE
 
 SYNTHETIC_TASKS: tuple[str, ...] = ("classify", "caption_brief", "caption_detail", "refer",
                                     "short_answer")
-CLASS_VOCABULARY = "shape names"
 
 
 @dataclass
@@ -55,7 +55,7 @@ def scene_to_records(scene: Scene, image_path: str, label_path: str,
     for r in scene.regions:
         if "classify" in cfg.tasks:
             add("classify", f"cls-{r.id}", [r.id],
-                templates.classify_prompt(1, CLASS_VOCABULARY), r.shape, {"label": r.shape})
+                templates.classify_prompt(1, vocabulary=SHAPES), r.shape, {"label": r.shape})
         if "caption_brief" in cfg.tasks:
             add("caption_brief", f"brief-{r.id}", [r.id], templates.brief_caption_prompt(1),
                 r.brief_caption, {})

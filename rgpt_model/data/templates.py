@@ -1,45 +1,49 @@
-"""Task-guided instruction templates used when writing training/evaluation records.
+"""Prompt text of the data writers, delegated to the model library's ``rgpt_model.prompts``.
 
-The single place where the data side spells out prompt text, so it can be switched over to
-``rgpt_model.prompts`` (the model library's templates) without touching the writers.
-Wording follows the paper's task-guided prompts (see shared DESIGN.md).
+The single place where the data side touches prompt wording, so training records use exactly
+the templates the predictor uses at inference (same classification wording for a custom
+vocabulary, same REC template, same answer parser).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
-NO_MATCH_ANSWER = "No corresponding options found."
-SHORT_ANSWER_SUFFIX = "Answer the question using a single word or phrase."
+from rgpt_model import prompts
+
+NO_MATCH_ANSWER = prompts.NO_MATCH_ANSWER
+
+# JSONL task name -> rgpt_model.prompts task name.
+PROMPT_TASK: dict[str, str] = {
+    "classify": "classify",
+    "caption_brief": "brief_caption",
+    "caption_detail": "detailed_caption",
+    "refer": "rec",
+    "short_answer": "short_answer",
+    "free": "question",
+}
 
 
-def region(n: int) -> str:
-    """Numbered placeholder ``<regionN>`` (1-based)."""
-    return f"<region{int(n)}>"
-
-
-def classify_prompt(n: int = 1, vocabulary: str = "COCO-80 category names") -> str:
-    """Region classification; ``vocabulary`` names the label set."""
-    return (f"What category name best describes the region represented by {region(n)}? "
-            f"Answer the question using {vocabulary}.")
+def classify_prompt(n: int = 1, vocabulary: Sequence[str] | None = None,
+                    vocabulary_name: str | None = None) -> str:
+    """Region classification; COCO-80 wording by default, else the listed/named vocabulary."""
+    return prompts.classification_prompt(n, vocabulary=vocabulary,
+                                         vocabulary_name=vocabulary_name)
 
 
 def brief_caption_prompt(n: int = 1) -> str:
     """Short caption ("<size> <colour> <shape>" on synthetic data)."""
-    return f"Describe briefly the object located at {region(n)} in the image."
+    return prompts.brief_caption_prompt(n)
 
 
 def detail_caption_prompt(n: int = 1) -> str:
     """Detailed region caption, the paper's wording."""
-    return f"Describe in detail the object located at {region(n)} in the image."
+    return prompts.detailed_caption_prompt(n)
 
 
 def refer_prompt(num_regions: int, expression: str) -> str:
     """Referring expression comprehension among ``num_regions`` candidate masks."""
-    marks = " ".join(region(i) for i in range(1, num_regions + 1))
-    return (f"From the provided masks denoted by {marks}, which one fits '{expression}'? "
-            f"Answer the question using the template Region [x].")
+    return prompts.rec_prompt(expression, num_regions)
 
 
 def refer_answer(indices: Sequence[int]) -> str:
@@ -51,20 +55,9 @@ def refer_answer(indices: Sequence[int]) -> str:
 
 def short_answer_prompt(question: str) -> str:
     """Short-answer question: the question plus the single-word/phrase instruction."""
-    return f"{question.rstrip()} {SHORT_ANSWER_SUFFIX}"
+    return prompts.short_answer_prompt(question)
 
 
-_REGION_ANSWER_RE = re.compile(r"region\s*\[\s*(\d+)\s*\]", re.IGNORECASE)
-
-
-def parse_refer_answer(text: str) -> list[int] | None:
-    """1-based candidate indices named in a REC answer; [] for the no-match sentence.
-
-    None when the text is neither (the caller counts it as wrong).
-    """
-    found = [int(k) for k in _REGION_ANSWER_RE.findall(text)]
-    if found:
-        return sorted(set(found))
-    if "no corresponding options" in text.lower():
-        return []
-    return None
+def parse_refer_answer(text: str, num_candidates: int | None = None) -> list[int]:
+    """1-based candidate indices named in a REC answer; [] for "no match" or no index."""
+    return prompts.parse_rec_answer(text, num_candidates)

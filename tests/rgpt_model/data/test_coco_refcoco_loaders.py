@@ -36,18 +36,49 @@ def _coco(tmp_path):
     runs.append(n)
     coco = {
         "images": [{"id": 1, "file_name": "a.jpg", "height": H, "width": W}],
-        "categories": [{"id": 1, "name": "person"}, {"id": 3, "name": "car"},
-                       {"id": 2, "name": "dog"}],
+        "categories": [
+            {"id": 1, "name": "person"},
+            {"id": 3, "name": "car"},
+            {"id": 2, "name": "dog"},
+        ],
         "annotations": [
-            {"id": 10, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": 54,
-             "bbox": [3, 2, 9, 6], "segmentation": rle, "caption": "a man in red"},
-            {"id": 11, "image_id": 1, "category_id": 2, "iscrowd": 0, "area": 40,
-             "bbox": [14, 2, 8, 5],
-             "segmentation": [[14, 2, 22, 2, 22, 7, 14, 7]]},
-            {"id": 12, "image_id": 1, "category_id": 3, "iscrowd": 0, "area": 48,
-             "bbox": [20, 12, 8, 6], "segmentation": {"size": [H, W], "counts": runs}},
-            {"id": 13, "image_id": 1, "category_id": 3, "iscrowd": 1, "area": 5,
-             "bbox": [0, 0, 2, 2], "segmentation": [[0, 0, 2, 0, 2, 2, 0, 2]]},
+            {
+                "id": 10,
+                "image_id": 1,
+                "category_id": 1,
+                "iscrowd": 0,
+                "area": 54,
+                "bbox": [3, 2, 9, 6],
+                "segmentation": rle,
+                "caption": "a man in red",
+            },
+            {
+                "id": 11,
+                "image_id": 1,
+                "category_id": 2,
+                "iscrowd": 0,
+                "area": 40,
+                "bbox": [14, 2, 8, 5],
+                "segmentation": [[14, 2, 22, 2, 22, 7, 14, 7]],
+            },
+            {
+                "id": 12,
+                "image_id": 1,
+                "category_id": 3,
+                "iscrowd": 0,
+                "area": 48,
+                "bbox": [20, 12, 8, 6],
+                "segmentation": {"size": [H, W], "counts": runs},
+            },
+            {
+                "id": 13,
+                "image_id": 1,
+                "category_id": 3,
+                "iscrowd": 1,
+                "area": 5,
+                "bbox": [0, 0, 2, 2],
+                "segmentation": [[0, 0, 2, 0, 2, 2, 0, 2]],
+            },
         ],
     }
     path = tmp_path / "instances.json"
@@ -58,8 +89,10 @@ def _coco(tmp_path):
 def test_ann_to_rle_formats(tmp_path):
     coco, _, box, unc = _coco(tmp_path)
     anns = coco["annotations"]
-    dec = [mask_utils.decode({**ann_to_rle(a, H, W), "counts": ann_to_rle(a, H, W)["counts"]
-                              .encode()}) for a in anns[:3]]
+    dec = [
+        mask_utils.decode({**ann_to_rle(a, H, W), "counts": ann_to_rle(a, H, W)["counts"].encode()})
+        for a in anns[:3]
+    ]
     assert np.array_equal(dec[0], box)
     assert dec[1][3, 15] == 1 and dec[1][10, 15] == 0
     assert np.array_equal(dec[2], unc)
@@ -74,7 +107,9 @@ def test_coco_records(tmp_path):
     cls = [r for r in recs if r["task"] == "classify"]
     caps = [r for r in recs if r["task"] == "caption_detail"]
     assert [r["conversations"][1]["value"] for r in cls] == ["person", "dog", "car"]
-    assert "COCO-80 category names" in cls[0]["conversations"][0]["value"]
+    assert "person, dog, car." in cls[0]["conversations"][0]["value"]
+    named = coco_to_records(path, vocabulary_name="toy", tasks=("classify",))
+    assert "using toy category names" in named[0]["conversations"][0]["value"]
     assert len(caps) == 1 and caps[0]["conversations"][1]["value"] == "a man in red"
     write_jsonl(tmp_path / "coco.jsonl", recs)
     back = load_jsonl(tmp_path / "coco.jsonl")
@@ -89,11 +124,25 @@ def test_coco_records(tmp_path):
 def test_refcoco_records(tmp_path, fmt):
     _, inst, _, unc = _coco(tmp_path)
     refs = [
-        {"ref_id": 5, "ann_id": 12, "image_id": 1, "split": "val", "category_id": 3,
-         "sentences": [{"sent": "car on the right", "sent_id": 50},
-                       {"raw": "Bottom right car", "sent_id": 51}]},
-        {"ref_id": 6, "ann_id": 10, "image_id": 1, "split": "train", "category_id": 1,
-         "sentences": [{"sent": "man in red", "sent_id": 60}]},
+        {
+            "ref_id": 5,
+            "ann_id": 12,
+            "image_id": 1,
+            "split": "val",
+            "category_id": 3,
+            "sentences": [
+                {"sent": "car on the right", "sent_id": 50},
+                {"raw": "Bottom right car", "sent_id": 51},
+            ],
+        },
+        {
+            "ref_id": 6,
+            "ann_id": 10,
+            "image_id": 1,
+            "split": "train",
+            "category_id": 1,
+            "sentences": [{"sent": "man in red", "sent_id": 60}],
+        },
         {"ref_id": 7, "ann_id": 999, "image_id": 1, "split": "val", "sentences": [{"sent": "x"}]},
     ]
     if fmt == "json":

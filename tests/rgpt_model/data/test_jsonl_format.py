@@ -22,11 +22,17 @@ from rgpt_model.data.make_synthetic import main as make_synthetic_main
 
 
 def _rec(**kw):
-    rec = {"id": "r0", "image": "img.png", "masks": {"type": "boxes", "boxes": [[0, 0, 4, 4],
-                                                                              [4, 4, 2, 2]]},
-           "region_ids": [2, 1], "task": "refer",
-           "conversations": [{"from": "human", "value": "<region1> or <region2>?"},
-                             {"from": "gpt", "value": "Region [1]"}]}
+    rec = {
+        "id": "r0",
+        "image": "img.png",
+        "masks": {"type": "boxes", "boxes": [[0, 0, 4, 4], [4, 4, 2, 2]]},
+        "region_ids": [2, 1],
+        "task": "refer",
+        "conversations": [
+            {"from": "human", "value": "<region1> or <region2>?"},
+            {"from": "gpt", "value": "Region [1]"},
+        ],
+    }
     rec.update(kw)
     return rec
 
@@ -35,16 +41,21 @@ def test_valid_record_passes():
     assert validate_record(_rec())["id"] == "r0"
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"task": "dance"}, "unknown task"),
-    ({"region_ids": [1, 1]}, "duplicates"),
-    ({"region_ids": [3]}, "not among the mask ids"),
-    ({"region_ids": [1]}, "<region2>"),
-    ({"masks": {"type": "boxes", "boxes": [[0, 0, 0, 4]]}}, "w, h > 0"),
-    ({"masks": {"type": "png"}}, "'type'"),
-    ({"conversations": [{"from": "gpt", "value": "x"}, {"from": "human", "value": "y"}]},
-     "must come from 'human'"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"task": "dance"}, "unknown task"),
+        ({"region_ids": [1, 1]}, "duplicates"),
+        ({"region_ids": [3]}, "not among the mask ids"),
+        ({"region_ids": [1]}, "<region2>"),
+        ({"masks": {"type": "boxes", "boxes": [[0, 0, 0, 4]]}}, "w, h > 0"),
+        ({"masks": {"type": "png"}}, "'type'"),
+        (
+            {"conversations": [{"from": "gpt", "value": "x"}, {"from": "human", "value": "y"}]},
+            "must come from 'human'",
+        ),
+    ],
+)
 def test_invalid_records_raise(change, message):
     with pytest.raises(JsonlFormatError, match=message):
         validate_record(_rec(**change))
@@ -75,12 +86,33 @@ def test_round_trip_and_all_mask_types(tmp_path):
     for r in rle:
         r["counts"] = r["counts"].decode()
     recs = [
-        make_record("a", "img.png", {"type": "label_png", "path": "lab.png"}, [300, 7],
-                    "classify", "<region1> <region2>", "x"),
-        make_record("b", str(tmp_path / "img.png"), {"type": "rle", "rles": rle,
-                                                     "ids": [7, 300]}, [300, 7], "free", "q", "a"),
-        make_record("c", "img.png", {"type": "boxes", "boxes": [[6, 5, 4, 3], [0, 0, 3, 3]]},
-                    [1, 2], "free", "q", "a"),
+        make_record(
+            "a",
+            "img.png",
+            {"type": "label_png", "path": "lab.png"},
+            [300, 7],
+            "classify",
+            "<region1> <region2>",
+            "x",
+        ),
+        make_record(
+            "b",
+            str(tmp_path / "img.png"),
+            {"type": "rle", "rles": rle, "ids": [7, 300]},
+            [300, 7],
+            "free",
+            "q",
+            "a",
+        ),
+        make_record(
+            "c",
+            "img.png",
+            {"type": "boxes", "boxes": [[6, 5, 4, 3], [0, 0, 3, 3]]},
+            [1, 2],
+            "free",
+            "q",
+            "a",
+        ),
     ]
     assert write_jsonl(tmp_path / "d.jsonl", recs) == 3
     back = load_jsonl(tmp_path / "d.jsonl")
@@ -90,8 +122,9 @@ def test_round_trip_and_all_mask_types(tmp_path):
         assert image.shape == (8, 10, 3) and masks.dtype == bool
         assert np.array_equal(masks[0], labels == 300)
         assert np.array_equal(masks[1], labels == 7)
-    bad = make_record("d", "img.png", {"type": "label_png", "path": "lab.png"}, [5], "free",
-                      "q", "a")
+    bad = make_record(
+        "d", "img.png", {"type": "label_png", "path": "lab.png"}, [5], "free", "q", "a"
+    )
     with pytest.raises(JsonlFormatError, match="no pixels"):
         load_masks(bad, (8, 10), tmp_path)
 
@@ -112,8 +145,13 @@ def test_make_synthetic_command(tmp_path, capsys):
     assert _tree_digest(tmp_path / "a") == _tree_digest(tmp_path / "b")
     root = tmp_path / "a"
     recs = load_jsonl(root / "train.jsonl")
-    assert {r["task"] for r in recs} == {"classify", "caption_brief", "caption_detail", "refer",
-                                         "short_answer"}
+    assert {r["task"] for r in recs} == {
+        "classify",
+        "caption_brief",
+        "caption_detail",
+        "refer",
+        "short_answer",
+    }
     for rec in recs[:40]:
         image, masks = load_record(rec, root)
         assert image.shape == (128, 128, 3) and len(masks) == len(rec["region_ids"])

@@ -54,7 +54,7 @@ def test_scene_contents(split):
             assert int(m.sum()) == r.area >= cfg.min_visible_pixels
             assert r.area >= cfg.min_visible_fraction * r.full_area
             x, y, w, h = r.bbox
-            assert m[y:y + h, x:x + w].sum() == r.area
+            assert m[y : y + h, x : x + w].sum() == r.area
             assert r.brief_caption == f"{r.size} {r.colour} {r.shape}"
             assert r.detail_caption.startswith(f"a {r.brief_caption} ")
 
@@ -62,13 +62,19 @@ def test_scene_contents(split):
 def test_some_scenes_have_occlusion():
     fractions = [r.visible_fraction for s in generate_scenes(30, seed=1) for r in s.regions]
     assert min(fractions) < 0.95
-    assert any("partly covered by" in r.detail_caption
-               for s in generate_scenes(30, seed=1) for r in s.regions)
+    assert any(
+        "partly covered by" in r.detail_caption
+        for s in generate_scenes(30, seed=1)
+        for r in s.regions
+    )
 
 
 def _filters(words):
-    return {("size" if w in SIZES else "colour" if w in COLOURS else "shape"): w
-            for w in words if w != "object"}
+    return {
+        ("size" if w in SIZES else "colour" if w in COLOURS else "shape"): w
+        for w in words
+        if w != "object"
+    }
 
 
 def _check_relation(scene, e):
@@ -99,8 +105,11 @@ def _check_expression(scene, e):
         assert hit == e.target_ids and describe(f) == " ".join(words[1:])
     elif e.kind == "absent":
         assert e.target_ids == []
-        f = {("size" if w in SIZES else "colour" if w in COLOURS else "shape"): w
-             for w in words[1:] if w != "object"}
+        f = {
+            ("size" if w in SIZES else "colour" if w in COLOURS else "shape"): w
+            for w in words[1:]
+            if w != "object"
+        }
         assert not [r for r in scene.regions if matches(r, f)]
     elif e.kind in ("relation", "absent_relation"):
         _check_relation(scene, e)

@@ -71,8 +71,8 @@ def test_rec_accuracy_counts_none_separately():
 def test_parse_refer_answer_round_trip():
     assert parse_refer_answer(refer_answer([2])) == [2]
     assert parse_refer_answer(refer_answer([])) == []
-    assert parse_refer_answer("region [3], Region [1]") == [1, 3]
-    assert parse_refer_answer("a red circle") is None
+    assert parse_refer_answer("Region [3], Region [1]") == [3, 1]
+    assert parse_refer_answer("Region [7]", num_candidates=5) == []
 
 
 def test_cider_perfect_beats_wrong_and_notes_without_java(monkeypatch):
