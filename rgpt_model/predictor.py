@@ -111,13 +111,11 @@ def greedy_generate(
         num_beams=1,
         eos_token_id=eos_token_id,
         pad_token_id=pad_token_id,
-    )
-    out = model.language_model.generate(
-        inputs_embeds=inputs_embeds,
-        attention_mask=attention_mask,
-        generation_config=gen_cfg,
         output_logits=True,
         return_dict_in_generate=True,
+    )
+    out = model.language_model.generate(
+        inputs_embeds=inputs_embeds, attention_mask=attention_mask, generation_config=gen_cfg
     )
     seqs = out.sequences
     if seqs.shape[1] > len(out.logits):  # some versions prepend the (empty) prompt ids
