@@ -16,8 +16,9 @@ def _muted_tone(rng: np.random.Generator) -> np.ndarray:
     return base + rng.uniform(-14.0, 14.0, size=3)
 
 
-def make_background(rng: np.random.Generator, height: int, width: int,
-                    kind: str | None = None) -> np.ndarray:
+def make_background(
+    rng: np.random.Generator, height: int, width: int, kind: str | None = None
+) -> np.ndarray:
     """Float32 HxWx3 background in [0, 255] without noise (noise is added after compositing)."""
     if kind is None:
         kind = BACKGROUND_KINDS[int(rng.integers(len(BACKGROUND_KINDS)))]

@@ -38,7 +38,7 @@ def relation_words(a: Region, b: Region) -> str:
 
 
 def brief_caption(r: Region) -> str:
-    """"<size> <colour> <shape>", the brief caption the model must produce."""
+    """ "<size> <colour> <shape>", the brief caption the model must produce."""
     return f"{r.size} {r.colour} {r.shape}"
 
 
@@ -54,8 +54,9 @@ def nearest_neighbour(r: Region, regions: list[Region]) -> Region | None:
     return best
 
 
-def main_occluder(r: Region, regions: list[Region], full_masks: dict[int, np.ndarray],
-                  labels: np.ndarray) -> Region | None:
+def main_occluder(
+    r: Region, regions: list[Region], full_masks: dict[int, np.ndarray], labels: np.ndarray
+) -> Region | None:
     """The region painted over most of ``r``'s hidden pixels, or None if barely hidden."""
     if r.visible_fraction > 0.92:
         return None
@@ -70,8 +71,9 @@ def main_occluder(r: Region, regions: list[Region], full_masks: dict[int, np.nda
     return next(o for o in regions if o.id == top)
 
 
-def detail_caption(r: Region, regions: list[Region], names: dict[int, str],
-                   occluder: Region | None) -> str:
+def detail_caption(
+    r: Region, regions: list[Region], names: dict[int, str], occluder: Region | None
+) -> str:
     """One sentence: object, position in the image, nearest neighbour and occluder.
 
     ``names`` maps region id -> the shortest unambiguous noun phrase without article.

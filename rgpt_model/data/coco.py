@@ -51,8 +51,10 @@ def ann_to_rle(ann: dict, height: int, width: int) -> dict:
         else:
             rle = dict(segm)
     counts = rle["counts"]
-    return {"size": [int(height), int(width)],
-            "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+    return {
+        "size": [int(height), int(width)],
+        "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
+    }
 
 
 def category_names(coco: dict) -> dict[int, str]:
@@ -66,8 +68,9 @@ def class_names(coco: dict) -> list[str]:
     return [names[k] for k in sorted(names)]
 
 
-def index_annotations(coco: dict, include_crowd: bool = False,
-                      min_area: float = 1.0) -> dict[int, list[dict]]:
+def index_annotations(
+    coco: dict, include_crowd: bool = False, min_area: float = 1.0
+) -> dict[int, list[dict]]:
     """Image id -> usable annotations (crowd and tiny ones dropped by default)."""
     by_image: dict[int, list[dict]] = defaultdict(list)
     for ann in coco.get("annotations", []):
@@ -81,8 +84,7 @@ def index_annotations(coco: dict, include_crowd: bool = False,
 
 def image_path(img: dict, image_root: str | Path) -> str:
     """Path of an image entry under ``image_root`` (kept relative when the root is)."""
-    return (Path(image_root) / img["file_name"]).as_posix() if str(image_root) else \
-        img["file_name"]
+    return (Path(image_root) / img["file_name"]).as_posix() if str(image_root) else img["file_name"]
 
 
 def _captions(ann: dict) -> list[str]:
@@ -94,11 +96,15 @@ def _captions(ann: dict) -> list[str]:
     return [c.strip() for c in caps if c.strip()]
 
 
-def coco_to_records(annotations: str | Path | dict, image_root: str | Path = "",
-                    vocabulary_name: str | None = None,
-                    tasks: Sequence[str] = ("classify", "caption_detail"),
-                    include_crowd: bool = False, min_area: float = 1.0,
-                    progress: bool = False) -> list[dict]:
+def coco_to_records(
+    annotations: str | Path | dict,
+    image_root: str | Path = "",
+    vocabulary_name: str | None = None,
+    tasks: Sequence[str] = ("classify", "caption_detail"),
+    include_crowd: bool = False,
+    min_area: float = 1.0,
+    progress: bool = False,
+) -> list[dict]:
     """One classification record per annotation, plus caption records where captions exist.
 
     The classification prompt uses the COCO-80 wording when the categories are COCO's 80,
@@ -111,8 +117,7 @@ def coco_to_records(annotations: str | Path | dict, image_root: str | Path = "",
     if set(vocab) == set(COCO80) and vocabulary_name is None:
         cls_prompt = templates.classify_prompt(1)
     else:
-        cls_prompt = templates.classify_prompt(1, vocabulary=vocab,
-                                               vocabulary_name=vocabulary_name)
+        cls_prompt = templates.classify_prompt(1, vocabulary=vocab, vocabulary_name=vocabulary_name)
     by_image = index_annotations(coco, include_crowd, min_area)
     out: list[dict] = []
     images = sorted(coco.get("images", []), key=lambda im: int(im["id"]))
@@ -122,17 +127,38 @@ def coco_to_records(annotations: str | Path | dict, image_root: str | Path = "",
         for ann in sorted(by_image.get(int(img["id"]), []), key=lambda a: int(a["id"])):
             aid = int(ann["id"])
             masks = {"type": "rle", "rles": [ann_to_rle(ann, h, w)], "ids": [aid]}
-            meta = {"image_id": int(img["id"]), "ann_id": aid,
-                    "category_id": int(ann["category_id"]),
-                    "bbox": [float(v) for v in ann.get("bbox", [])]}
+            meta = {
+                "image_id": int(img["id"]),
+                "ann_id": aid,
+                "category_id": int(ann["category_id"]),
+                "bbox": [float(v) for v in ann.get("bbox", [])],
+            }
             if "classify" in tasks:
-                out.append(make_record(f"coco-{aid}-cls", path, masks, [aid], "classify",
-                                       cls_prompt,
-                                       names[int(ann["category_id"])], meta))
+                out.append(
+                    make_record(
+                        f"coco-{aid}-cls",
+                        path,
+                        masks,
+                        [aid],
+                        "classify",
+                        cls_prompt,
+                        names[int(ann["category_id"])],
+                        meta,
+                    )
+                )
             if "caption_detail" in tasks:
                 for k, cap in enumerate(_captions(ann)):
-                    out.append(make_record(f"coco-{aid}-cap{k}", path, masks, [aid],
-                                           "caption_detail", templates.detail_caption_prompt(1),
-                                           cap, meta))
+                    out.append(
+                        make_record(
+                            f"coco-{aid}-cap{k}",
+                            path,
+                            masks,
+                            [aid],
+                            "caption_detail",
+                            templates.detail_caption_prompt(1),
+                            cap,
+                            meta,
+                        )
+                    )
     log.info("coco: %d records from %d images", len(out), len(images))
     return out

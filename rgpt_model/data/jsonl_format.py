@@ -33,8 +33,14 @@ from rgpt_model.errors import RGPTError
 
 log = logging.getLogger(__name__)
 
-TASKS: tuple[str, ...] = ("classify", "caption_brief", "caption_detail", "refer", "short_answer",
-                          "free")
+TASKS: tuple[str, ...] = (
+    "classify",
+    "caption_brief",
+    "caption_detail",
+    "refer",
+    "short_answer",
+    "free",
+)
 MASK_TYPES: tuple[str, ...] = ("label_png", "rle", "boxes")
 _REGION_RE = re.compile(r"<region(\d*)>")
 
@@ -94,8 +100,13 @@ def validate_record(rec: Any, *, path: str | Path | None = None, line: int | Non
         if not isinstance(boxes, list) or not boxes:
             raise fail("boxes masks need a non-empty 'boxes' list")
         for k, b in enumerate(boxes):
-            if (not isinstance(b, list | tuple) or len(b) != 4
-                    or not all(isinstance(v, int | float) for v in b) or b[2] <= 0 or b[3] <= 0):
+            if (
+                not isinstance(b, list | tuple)
+                or len(b) != 4
+                or not all(isinstance(v, int | float) for v in b)
+                or b[2] <= 0
+                or b[3] <= 0
+            ):
                 raise fail(f"boxes[{k}] must be [x, y, w, h] with w, h > 0, got {b!r}")
     ids = _ids_of(masks)
     if ids is not None:
@@ -103,8 +114,9 @@ def validate_record(rec: Any, *, path: str | Path | None = None, line: int | Non
         if len(ids) != n_items or len(set(ids)) != len(ids):
             raise fail(f"masks 'ids' must be {n_items} distinct integers")
     rids = rec["region_ids"]
-    if (not isinstance(rids, list) or not all(isinstance(i, int) and not isinstance(i, bool)
-                                              and i > 0 for i in rids)):
+    if not isinstance(rids, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in rids
+    ):
         raise fail("'region_ids' must be a list of positive integers")
     if len(set(rids)) != len(rids):
         raise fail(f"'region_ids' has duplicates: {rids}")
@@ -124,8 +136,10 @@ def validate_record(rec: Any, *, path: str | Path | None = None, line: int | Non
             if m.group(1):
                 n = int(m.group(1))
                 if not 1 <= n <= len(rids):
-                    raise fail(f"conversations[{k}] uses <region{n}> but only {len(rids)} "
-                               f"region_ids are given")
+                    raise fail(
+                        f"conversations[{k}] uses <region{n}> but only {len(rids)} "
+                        f"region_ids are given"
+                    )
             else:
                 n_plain += 1
     if n_plain > len(rids):
@@ -206,8 +220,9 @@ def _decode_rles(rles: list[dict]) -> np.ndarray:
     return np.moveaxis(dec, -1, 0).astype(bool)
 
 
-def load_masks(rec: dict, image_shape: tuple[int, int], root: str | Path | None = None
-               ) -> np.ndarray:
+def load_masks(
+    rec: dict, image_shape: tuple[int, int], root: str | Path | None = None
+) -> np.ndarray:
     """Boolean stack (len(region_ids), H, W) in region_ids order."""
     masks = rec["masks"]
     h, w = int(image_shape[0]), int(image_shape[1])
@@ -215,8 +230,9 @@ def load_masks(rec: dict, image_shape: tuple[int, int], root: str | Path | None 
     if masks["type"] == "label_png":
         labels = read_label_png(resolve_path(masks["path"], root))
         if labels.shape != (h, w):
-            raise JsonlFormatError(f"record {rec['id']}: label image {labels.shape} does not "
-                                   f"match image {(h, w)}")
+            raise JsonlFormatError(
+                f"record {rec['id']}: label image {labels.shape} does not match image {(h, w)}"
+            )
         stack = np.stack([labels == i for i in rids]) if rids else np.zeros((0, h, w), bool)
     else:
         ids = _ids_of(masks)
@@ -230,8 +246,9 @@ def load_masks(rec: dict, image_shape: tuple[int, int], root: str | Path | None 
 
             stack = boxes_to_masks([masks["boxes"][k] for k in index], (h, w))
         if stack.shape[1:] != (h, w):
-            raise JsonlFormatError(f"record {rec['id']}: masks {stack.shape[1:]} do not match "
-                                   f"image {(h, w)}")
+            raise JsonlFormatError(
+                f"record {rec['id']}: masks {stack.shape[1:]} do not match image {(h, w)}"
+            )
     empty = [i for i, m in zip(rids, stack, strict=True) if not m.any()]
     if empty:
         raise JsonlFormatError(f"record {rec['id']}: region ids {empty} have no pixels")
@@ -245,12 +262,25 @@ def load_record(rec: dict, root: str | Path | None = None) -> tuple[np.ndarray, 
     return image, load_masks(rec, image.shape[:2], root)
 
 
-def make_record(rec_id: str, image: str, masks: dict, region_ids: list[int], task: str,
-                human: str, answer: str, meta: dict | None = None) -> dict:
+def make_record(
+    rec_id: str,
+    image: str,
+    masks: dict,
+    region_ids: list[int],
+    task: str,
+    human: str,
+    answer: str,
+    meta: dict | None = None,
+) -> dict:
     """Build and validate a single-turn record."""
-    rec = {"id": rec_id, "image": image, "masks": masks, "region_ids": list(region_ids),
-           "task": task, "conversations": [{"from": "human", "value": human},
-                                           {"from": "gpt", "value": answer}]}
+    rec = {
+        "id": rec_id,
+        "image": image,
+        "masks": masks,
+        "region_ids": list(region_ids),
+        "task": task,
+        "conversations": [{"from": "human", "value": human}, {"from": "gpt", "value": answer}],
+    }
     if meta:
         rec["meta"] = meta
     return validate_record(rec)

@@ -37,33 +37,59 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m rgpt_model.data.make_synthetic",
         description="Write a seeded synthetic shapes dataset (images, label PNGs, JSONL). "
-                    "The same arguments always give byte-identical files.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "The same arguments always give byte-identical files.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--out", required=True, type=Path, help="output folder (created)")
     p.add_argument("--seed", type=int, default=0, help="global random seed")
     p.add_argument("--train", type=int, default=1000, help="number of training scenes")
-    p.add_argument("--val", type=int, default=100,
-                   help="number of validation scenes (seen colour-shape pairs only)")
-    p.add_argument("--test", type=int, default=100,
-                   help="number of test scenes (each has at least one held-out pair)")
+    p.add_argument(
+        "--val",
+        type=int,
+        default=100,
+        help="number of validation scenes (seen colour-shape pairs only)",
+    )
+    p.add_argument(
+        "--test",
+        type=int,
+        default=100,
+        help="number of test scenes (each has at least one held-out pair)",
+    )
     p.add_argument("--height", type=int, default=128, help="image height in pixels")
     p.add_argument("--width", type=int, default=128, help="image width in pixels")
     p.add_argument("--min-objects", type=int, default=2, help="fewest objects per scene")
     p.add_argument("--max-objects", type=int, default=6, help="most objects per scene")
-    p.add_argument("--refer-per-scene", type=int, default=4,
-                   help="positive referring-expression records per scene")
-    p.add_argument("--negatives-per-scene", type=int, default=1,
-                   help="referring records per scene whose answer is 'No corresponding "
-                        "options found.'")
-    p.add_argument("--tasks", default=",".join(SYNTHETIC_TASKS),
-                   help="comma-separated tasks to write, from: " + ", ".join(SYNTHETIC_TASKS))
+    p.add_argument(
+        "--refer-per-scene",
+        type=int,
+        default=4,
+        help="positive referring-expression records per scene",
+    )
+    p.add_argument(
+        "--negatives-per-scene",
+        type=int,
+        default=1,
+        help="referring records per scene whose answer is 'No corresponding options found.'",
+    )
+    p.add_argument(
+        "--tasks",
+        default=",".join(SYNTHETIC_TASKS),
+        help="comma-separated tasks to write, from: " + ", ".join(SYNTHETIC_TASKS),
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the tqdm progress bar")
     p.add_argument("--log-level", default="INFO", help="logging level")
     return p
 
 
-def write_split(out: Path, split: str, count: int, seed: int, scene_cfg: SceneConfig,
-                rec_cfg: RecordConfig, progress: bool = True) -> list[dict]:
+def write_split(
+    out: Path,
+    split: str,
+    count: int,
+    seed: int,
+    scene_cfg: SceneConfig,
+    rec_cfg: RecordConfig,
+    progress: bool = True,
+) -> list[dict]:
     """Render ``count`` scenes of ``split`` under ``out``; returns the records written."""
     records: list[dict] = []
     scenes: list[dict] = []
@@ -89,10 +115,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     bad = [t for t in tasks if t not in SYNTHETIC_TASKS]
     if bad:
         raise SystemExit(f"unknown tasks {bad}; choose from {SYNTHETIC_TASKS}")
-    scene_cfg = SceneConfig(height=args.height, width=args.width, min_objects=args.min_objects,
-                            max_objects=args.max_objects)
-    rec_cfg = RecordConfig(tasks=tasks, refer_per_scene=args.refer_per_scene,
-                           negatives_per_scene=args.negatives_per_scene)
+    scene_cfg = SceneConfig(
+        height=args.height,
+        width=args.width,
+        min_objects=args.min_objects,
+        max_objects=args.max_objects,
+    )
+    rec_cfg = RecordConfig(
+        tasks=tasks,
+        refer_per_scene=args.refer_per_scene,
+        negatives_per_scene=args.negatives_per_scene,
+    )
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     words: set[str] = set()
@@ -105,11 +138,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 words.update(w for w in _WORD_RE.findall(turn["value"].lower()))
     words = {w for w in words if not w.startswith("region") or w == "region"}
     (out / "words.txt").write_text("\n".join(sorted(words)) + "\n", encoding="utf-8")
-    meta = {"seed": args.seed, "scene_config": asdict(scene_cfg), "record_config":
-            asdict(rec_cfg), "shapes": list(SHAPES), "colours": COLOURS, "sizes": list(SIZES),
-            "held_out_pairs": [list(p) for p in HELD_OUT_PAIRS], "counts": counts}
-    (out / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n",
-                                   encoding="utf-8")
+    meta = {
+        "seed": args.seed,
+        "scene_config": asdict(scene_cfg),
+        "record_config": asdict(rec_cfg),
+        "shapes": list(SHAPES),
+        "colours": COLOURS,
+        "sizes": list(SIZES),
+        "held_out_pairs": [list(p) for p in HELD_OUT_PAIRS],
+        "counts": counts,
+    }
+    (out / "meta.json").write_text(
+        json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
     log.info("synthetic dataset in %s: %s", out, counts)
     return 0
 

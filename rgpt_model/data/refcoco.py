@@ -60,10 +60,16 @@ def _prepare(refs, instances, split):
     return images, by_image, chosen
 
 
-def refcoco_to_records(refs: str | Path | Sequence[dict], instances: str | Path | dict,
-                       image_root: str | Path = "", split: str | None = None,
-                       max_candidates: int | None = None, negative_fraction: float = 0.0,
-                       seed: int = 0, progress: bool = False) -> list[dict]:
+def refcoco_to_records(
+    refs: str | Path | Sequence[dict],
+    instances: str | Path | dict,
+    image_root: str | Path = "",
+    split: str | None = None,
+    max_candidates: int | None = None,
+    negative_fraction: float = 0.0,
+    seed: int = 0,
+    progress: bool = False,
+) -> list[dict]:
     """One REC record per sentence; candidates shuffled with ``seed``.
 
     ``max_candidates`` keeps the target plus randomly chosen others. With probability
@@ -93,21 +99,37 @@ def refcoco_to_records(refs: str | Path | Sequence[dict], instances: str | Path 
             order = [cands[int(i)] for i in rng.permutation(len(cands))]
             answer = [] if negative else [order.index(target) + 1]
             masks = {"type": "rle", "rles": [rles[a] for a in order], "ids": order}
-            meta = {"ref_id": int(ref["ref_id"]), "image_id": int(ref["image_id"]),
-                    "expression": text, "target_ids": [] if negative else [target],
-                    "split": ref.get("split")}
-            out.append(make_record(
-                f"refcoco-{ref['ref_id']}-{sent_id}", image_path(img, image_root), masks, order,
-                "refer", templates.refer_prompt(len(order), text),
-                templates.refer_answer(answer), meta))
+            meta = {
+                "ref_id": int(ref["ref_id"]),
+                "image_id": int(ref["image_id"]),
+                "expression": text,
+                "target_ids": [] if negative else [target],
+                "split": ref.get("split"),
+            }
+            out.append(
+                make_record(
+                    f"refcoco-{ref['ref_id']}-{sent_id}",
+                    image_path(img, image_root),
+                    masks,
+                    order,
+                    "refer",
+                    templates.refer_prompt(len(order), text),
+                    templates.refer_answer(answer),
+                    meta,
+                )
+            )
     if skipped:
         log.warning("refcoco: skipped %d refs whose image or ann_id is missing", skipped)
     log.info("refcoco: %d REC records from %d refs", len(out), len(chosen))
     return out
 
 
-def refcoco_caption_records(refs: str | Path | Sequence[dict], instances: str | Path | dict,
-                            image_root: str | Path = "", split: str | None = None) -> list[dict]:
+def refcoco_caption_records(
+    refs: str | Path | Sequence[dict],
+    instances: str | Path | dict,
+    image_root: str | Path = "",
+    split: str | None = None,
+) -> list[dict]:
     """RefCOCOg-style region captions: one detailed-caption record per sentence."""
     images, by_image, chosen = _prepare(refs, instances, split)
     out: list[dict] = []
@@ -119,9 +141,16 @@ def refcoco_caption_records(refs: str | Path | Sequence[dict], instances: str | 
             continue
         rle = ann_to_rle(anns[target], int(img["height"]), int(img["width"]))
         for sent_id, text in _sentences(ref):
-            out.append(make_record(
-                f"refcap-{ref['ref_id']}-{sent_id}", image_path(img, image_root),
-                {"type": "rle", "rles": [rle], "ids": [target]}, [target], "caption_detail",
-                templates.detail_caption_prompt(1), text,
-                {"ref_id": int(ref["ref_id"]), "image_id": int(ref["image_id"])}))
+            out.append(
+                make_record(
+                    f"refcap-{ref['ref_id']}-{sent_id}",
+                    image_path(img, image_root),
+                    {"type": "rle", "rles": [rle], "ids": [target]},
+                    [target],
+                    "caption_detail",
+                    templates.detail_caption_prompt(1),
+                    text,
+                    {"ref_id": int(ref["ref_id"]), "image_id": int(ref["image_id"])},
+                )
+            )
     return out

@@ -35,8 +35,20 @@ def _heart() -> np.ndarray:
 def _cross() -> np.ndarray:
     a, b = 0.34, 1.0
     return np.array(
-        [(-a, -b), (a, -b), (a, -a), (b, -a), (b, a), (a, a), (a, b), (-a, b), (-a, a),
-         (-b, a), (-b, -a), (-a, -a)]
+        [
+            (-a, -b),
+            (a, -b),
+            (a, -a),
+            (b, -a),
+            (b, a),
+            (a, a),
+            (a, b),
+            (-a, b),
+            (-a, a),
+            (-b, a),
+            (-b, -a),
+            (-a, -a),
+        ]
     )
 
 
@@ -52,8 +64,9 @@ _OUTLINES: dict[str, np.ndarray] = {
 }
 
 
-def shape_mask(shape: str, cx: float, cy: float, extent: float, height: int,
-               width: int) -> np.ndarray:
+def shape_mask(
+    shape: str, cx: float, cy: float, extent: float, height: int, width: int
+) -> np.ndarray:
     """Boolean HxW mask of ``shape`` centred at (cx, cy) with bounding diameter ``extent``."""
     if shape not in SHAPES:
         raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")

@@ -68,9 +68,13 @@ def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, _SPLIT_CODE[split], index]))
 
 
-def _pick_attributes(rng: np.random.Generator, objs: list[_Obj],
-                     pairs: list[tuple[str, str]], repeat_prob: float,
-                     sizes: list[str]) -> tuple[str, str, str]:
+def _pick_attributes(
+    rng: np.random.Generator,
+    objs: list[_Obj],
+    pairs: list[tuple[str, str]],
+    repeat_prob: float,
+    sizes: list[str],
+) -> tuple[str, str, str]:
     size = sizes[int(rng.integers(len(sizes)))]
     if objs and rng.random() < repeat_prob:
         ref = objs[int(rng.integers(len(objs)))]
@@ -102,13 +106,20 @@ def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
     h, w = mask.shape
     for dy in range(-r, r + 1):
         for dx in range(-r, r + 1):
-            out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] |= \
-                mask[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+            out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] |= mask[
+                max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+            ]
     return out
 
 
-def _place(rng: np.random.Generator, objs: list[_Obj], shape: str, colour: str, extent: float,
-           cfg: SceneConfig) -> np.ndarray | None:
+def _place(
+    rng: np.random.Generator,
+    objs: list[_Obj],
+    shape: str,
+    colour: str,
+    extent: float,
+    cfg: SceneConfig,
+) -> np.ndarray | None:
     h, w = cfg.height, cfg.width
     r = extent / 2.0 + 1.0
     if 2 * r >= min(h, w):
@@ -145,8 +156,9 @@ def _region_stats(mask: np.ndarray) -> tuple[tuple[int, int, int, int], int, tup
     return bbox, int(len(xs)), (round(float(xs.mean()), 2), round(float(ys.mean()), 2))
 
 
-def generate_scene(seed: int, index: int, split: str = "train",
-                   config: SceneConfig | None = None) -> Scene:
+def generate_scene(
+    seed: int, index: int, split: str = "train", config: SceneConfig | None = None
+) -> Scene:
     """Render scene ``index`` of ``split`` for ``seed`` (deterministic)."""
     cfg = config or SceneConfig()
     if cfg.min_objects < 1 or cfg.max_objects < cfg.min_objects:
@@ -162,8 +174,9 @@ def generate_scene(seed: int, index: int, split: str = "train",
     attempts = 0
     while len(objs) < n_target and attempts < 4 * cfg.max_objects:
         attempts += 1
-        if len(objs) == held_slot or (split == "test" and held_slot >= 0 and
-                                      len(objs) == n_target - 1 and not _has_held(objs)):
+        if len(objs) == held_slot or (
+            split == "test" and held_slot >= 0 and len(objs) == n_target - 1 and not _has_held(objs)
+        ):
             c, s = HELD_OUT_PAIRS[int(rng.integers(len(HELD_OUT_PAIRS)))]
             size = size_names[int(rng.integers(len(size_names)))]
         else:
@@ -178,7 +191,8 @@ def generate_scene(seed: int, index: int, split: str = "train",
     if len(objs) < cfg.min_objects or (split == "test" and not _has_held(objs)):
         raise RuntimeError(
             f"could not place {cfg.min_objects} objects in a {w}x{h} scene "
-            f"(seed={seed}, split={split}, index={index}); use a larger image or fewer objects")
+            f"(seed={seed}, split={split}, index={index}); use a larger image or fewer objects"
+        )
 
     # Ids are a random permutation of 1..N so they carry no z-order information.
     ids = [int(i) + 1 for i in rng.permutation(len(objs))]
@@ -199,19 +213,38 @@ def generate_scene(seed: int, index: int, split: str = "train",
     for z, (o, rid) in enumerate(zip(objs, ids, strict=True)):
         bbox, area, cen = _region_stats(labels == rid)
         full_masks[rid] = o.mask
-        regions.append(Region(id=rid, shape=o.shape, colour=o.colour, size=o.size, bbox=bbox,
-                              area=area, full_area=int(o.mask.sum()), centroid=cen, z=z,
-                              position=position_words(cen[0], cen[1], w, h)))
+        regions.append(
+            Region(
+                id=rid,
+                shape=o.shape,
+                colour=o.colour,
+                size=o.size,
+                bbox=bbox,
+                area=area,
+                full_area=int(o.mask.sum()),
+                centroid=cen,
+                z=z,
+                position=position_words(cen[0], cen[1], w, h),
+            )
+        )
     regions.sort(key=lambda r: r.id)
     names = unique_names(regions, prefer_colour_shape=True)
     for r in regions:
         r.brief_caption = brief_caption(r)
-        r.detail_caption = detail_caption(r, regions, names,
-                                          main_occluder(r, regions, full_masks, labels))
-    expressions = scene_expressions(regions, w, h, rng, pairs, cfg.max_relations,
-                                    cfg.max_negatives)
-    return Scene(image=image_u8, labels=labels, regions=regions, expressions=expressions,
-                 split=split, index=index, seed=seed, background=bg_rng_kind)
+        r.detail_caption = detail_caption(
+            r, regions, names, main_occluder(r, regions, full_masks, labels)
+        )
+    expressions = scene_expressions(regions, w, h, rng, pairs, cfg.max_relations, cfg.max_negatives)
+    return Scene(
+        image=image_u8,
+        labels=labels,
+        regions=regions,
+        expressions=expressions,
+        split=split,
+        index=index,
+        seed=seed,
+        background=bg_rng_kind,
+    )
 
 
 def _has_held(objs: list[_Obj]) -> bool:
@@ -219,8 +252,13 @@ def _has_held(objs: list[_Obj]) -> bool:
     return any((o.colour, o.shape) in held for o in objs)
 
 
-def generate_scenes(count: int, seed: int = 0, split: str = "train",
-                    config: SceneConfig | None = None, start: int = 0) -> Iterator[Scene]:
+def generate_scenes(
+    count: int,
+    seed: int = 0,
+    split: str = "train",
+    config: SceneConfig | None = None,
+    start: int = 0,
+) -> Iterator[Scene]:
     """Yield scenes ``start .. start+count-1`` of ``split``."""
     for i in range(start, start + count):
         yield generate_scene(seed, i, split, config)

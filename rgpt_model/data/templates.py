@@ -24,11 +24,11 @@ PROMPT_TASK: dict[str, str] = {
 }
 
 
-def classify_prompt(n: int = 1, vocabulary: Sequence[str] | None = None,
-                    vocabulary_name: str | None = None) -> str:
+def classify_prompt(
+    n: int = 1, vocabulary: Sequence[str] | None = None, vocabulary_name: str | None = None
+) -> str:
     """Region classification; COCO-80 wording by default, else the listed/named vocabulary."""
-    return prompts.classification_prompt(n, vocabulary=vocabulary,
-                                         vocabulary_name=vocabulary_name)
+    return prompts.classification_prompt(n, vocabulary=vocabulary, vocabulary_name=vocabulary_name)
 
 
 def brief_caption_prompt(n: int = 1) -> str:
@@ -47,7 +47,7 @@ def refer_prompt(num_regions: int, expression: str) -> str:
 
 
 def refer_answer(indices: Sequence[int]) -> str:
-    """"Region [k]" for 1-based candidate indices; the no-match sentence when empty."""
+    """ "Region [k]" for 1-based candidate indices; the no-match sentence when empty."""
     if not indices:
         return NO_MATCH_ANSWER
     return ", ".join(f"Region [{int(k)}]" for k in indices)

@@ -31,8 +31,10 @@ def classification_accuracy(predictions: Sequence[str], references: Sequence[str
         raise ValueError(f"{len(predictions)} predictions vs {len(references)} references")
     if not references:
         return 0.0
-    hits = sum(normalize_answer(p) == normalize_answer(r)
-               for p, r in zip(predictions, references, strict=True))
+    hits = sum(
+        normalize_answer(p) == normalize_answer(r)
+        for p, r in zip(predictions, references, strict=True)
+    )
     return hits / len(references)
 
 
@@ -58,8 +60,9 @@ def average_precision(scores: Sequence[float], positives: Sequence[bool]) -> flo
     return float(sampled.mean())
 
 
-def mean_average_precision(scores: np.ndarray, labels: Sequence[int],
-                           class_names: Sequence[str] | None = None) -> dict:
+def mean_average_precision(
+    scores: np.ndarray, labels: Sequence[int], class_names: Sequence[str] | None = None
+) -> dict:
     """mAP over classes from per-region class scores ``(R, C)`` and true class indices ``(R,)``.
 
     For each class the regions are ranked by that class's score; regions of the class are the
@@ -102,8 +105,9 @@ def rec_accuracy(predicted: Sequence[Sequence[int]], targets: Sequence[Sequence[
 
     return {
         "accuracy": share(sum(right), len(targets)) or 0.0,
-        "positive_accuracy": share(sum(r for r, z in zip(right, is_none, strict=True)
-                                       if not z), n_pos),
+        "positive_accuracy": share(
+            sum(r for r, z in zip(right, is_none, strict=True) if not z), n_pos
+        ),
         "none_accuracy": share(sum(r for r, z in zip(right, is_none, strict=True) if z), n_none),
         "num": len(targets),
         "num_positive": n_pos,
@@ -118,8 +122,9 @@ def _tokenize(text: str) -> str:
     return normalize_answer(text)
 
 
-def caption_metrics(predictions: Sequence[str], references: Sequence[Sequence[str]],
-                    meteor: bool = True) -> dict:
+def caption_metrics(
+    predictions: Sequence[str], references: Sequence[Sequence[str]], meteor: bool = True
+) -> dict:
     """CIDEr (CIDEr-D, pycocoevalcap scale: 1.0 = "100") and METEOR of region captions.
 
     METEOR runs pycocoevalcap's Java scorer; without ``java`` on PATH (or when it fails) the
