@@ -1,0 +1,92 @@
+"""Fixtures for the node tests: the node runs in its own process, this process is the client.
+
+One shared node (namespace /rgpt_test) serves the topic, action, bad-input and bag tests, so
+the model loads once per session; lifecycle tests start their own nodes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import rclpy
+
+from rgpt_model.data.synthetic import SceneConfig, generate_scene
+from rgpt_model.demo import DEMO_MODEL_DIR
+from rgpt_ros.client import RGPTClient
+from rgpt_ros.process import start_node, stop_node
+
+SHARED_NS = "/rgpt_test"
+SHARED_PARAMS = {
+    "status_period": 0.2,
+    "max_new_tokens": 4,
+    "max_regions": 8,
+    "tasks": ["classify", "caption"],
+    "publish_debug_image": True,
+}
+
+
+def demo_model_trained() -> bool:
+    """True when rgpt_model/demo_model/ holds a trained model (accuracy tests need it)."""
+    return (DEMO_MODEL_DIR / "config.json").is_file() and any(DEMO_MODEL_DIR.glob("*.safetensors"))
+
+
+NEEDS_DEMO_MODEL = pytest.mark.skipif(
+    not demo_model_trained(),
+    reason="the demo model is not trained yet (rgpt_model/demo_model/ is empty); with the tiny "
+           "random model only the plumbing is checked")
+
+
+def scene(index: int, height: int = 96, width: int = 128, split: str = "val"):
+    """A deterministic synthetic scene (image, labels, regions, expressions)."""
+    return generate_scene(0, index, split, SceneConfig(height=height, width=width))
+
+
+def log_tail(path: Path, n: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+@pytest.fixture(scope="session")
+def ros_context():
+    if not rclpy.ok():
+        rclpy.init()
+    yield
+    rclpy.try_shutdown()
+
+
+class NodeProcess:
+    """A running node process with its log file."""
+
+    def __init__(self, log: Path, **kw) -> None:
+        self.log = log
+        self.proc = start_node(log=log, **kw)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> int:
+        return stop_node(self.proc)
+
+
+@pytest.fixture(scope="session")
+def shared_node(ros_context, tmp_path_factory):
+    """(process, client) of the session's node, active and matched."""
+    log = tmp_path_factory.mktemp("shared_node") / "node.log"
+    node = NodeProcess(log, params=SHARED_PARAMS, namespace=SHARED_NS)
+    client = RGPTClient(ns=SHARED_NS)
+    if not client.wait_ready(120):
+        node.stop()
+        pytest.fail(f"shared node did not become active:\n{log_tail(log)}")
+    yield node, client
+    client.close()
+    rc = node.stop()
+    assert rc == 0, f"node exited with {rc}:\n{log_tail(log)}"
+
+
+@pytest.fixture(scope="session")
+def tmp_cache(tmp_path_factory) -> Path:
+    return Path(os.environ.get("RGPT_TEST_CACHE", tmp_path_factory.mktemp("cache")))
