@@ -160,6 +160,58 @@ class RGPTPredictor:
             raise ModelLoadError(f"cannot move the model to device {device!r}: {exc}") from exc
         return cls(model, processor, device)
 
+    @classmethod
+    def from_llava(
+        cls,
+        llava_dir: str | Path,
+        device: str | torch.device = "cpu",
+        dtype: str | torch.dtype | None = "float32",
+        **model_kwargs,
+    ) -> RGPTPredictor:
+        """Start from a local LLaVA-1.5 checkpoint (transformers ``LlavaForConditionalGeneration``
+        directory with its tokenizer): region tokens are added, the refiner starts fresh."""
+        return cls._assemble(llava_dir, device, dtype, "llava", model_kwargs)
+
+    @classmethod
+    def from_components(
+        cls,
+        clip_dir: str | Path,
+        llm_dir: str | Path,
+        device: str | torch.device = "cpu",
+        dtype: str | torch.dtype | None = "float32",
+        **config_kwargs,
+    ) -> RGPTPredictor:
+        """Start from separate local CLIP and causal-LM directories (tokenizer from the LLM);
+        connector and refiner start fresh."""
+        return cls._assemble((clip_dir, llm_dir), device, dtype, "components", config_kwargs)
+
+    @classmethod
+    def _assemble(cls, src, device, dtype, kind: str, kwargs: dict) -> RGPTPredictor:
+        from transformers import AutoTokenizer
+
+        from .modeling import RGPTForCausalLM
+        from .tokenization import IMAGE_TOKEN, add_rgpt_tokens, region_token_ids
+
+        tok_dir = Path(src if kind == "llava" else src[1])
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+        except Exception as exc:  # noqa: BLE001
+            raise ModelLoadError(f"cannot load a tokenizer from {tok_dir}: {exc}") from exc
+        added = add_rgpt_tokens(tokenizer)
+        torch_dtype = resolve_dtype(dtype)
+        if kind == "llava":
+            model = RGPTForCausalLM.from_llava(src, dtype=torch_dtype, **kwargs)
+        else:
+            model = RGPTForCausalLM.from_components(src[0], src[1], dtype=torch_dtype, **kwargs)
+            model.config.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+        if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+            model.resize_token_embeddings_mean(len(tokenizer))
+        elif added:
+            logger.info("tokenizer tokens added within the existing embedding rows")
+        model.config.region_token_ids = region_token_ids(tokenizer)
+        processor = RGPTProcessor.from_config(tokenizer, model.config)
+        return cls(model.to(torch.device(device)), processor, device)
+
     def save_pretrained(self, path: str | Path) -> None:
         """Write config JSON, safetensors weights and tokenizer/processor files."""
         self.model.save_pretrained(path)

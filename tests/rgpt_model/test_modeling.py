@@ -1,0 +1,197 @@
+"""RGPTForCausalLM: LLaVA parity, region placeholders, save/load, LLaVA import, load errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import LlavaConfig, LlavaForConditionalGeneration
+
+from rgpt_model.config import RGPTConfig
+from rgpt_model.errors import ModelLoadError, RegionCountMismatchError
+from rgpt_model.modeling import RGPTForCausalLM, load_model
+from rgpt_model.predictor import RGPTPredictor
+from rgpt_model.processor import RGPTProcessor
+
+VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+              image_size=32, patch_size=8, projection_dim=32)  # fmt: skip
+TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=4, vocab_size=120, max_position_embeddings=256)  # fmt: skip
+IMG_ID = 100
+
+
+def _tiny_llava(seed: int = 0) -> LlavaForConditionalGeneration:
+    torch.manual_seed(seed)
+    cfg = LlavaConfig(
+        vision_config={"model_type": "clip_vision_model", **VISION},
+        text_config={"model_type": "llama", **TEXT},
+        image_token_index=IMG_ID,
+        image_seq_length=16,
+    )
+    return LlavaForConditionalGeneration(cfg).eval()
+
+
+def _ids(n_img: int = 16) -> torch.Tensor:
+    return torch.tensor([[1, 5, 6] + [IMG_ID] * n_img + [7, 8, 9]])
+
+
+@torch.no_grad()
+def test_llava_parity_in_memory():
+    llava = _tiny_llava()
+    rgpt = RGPTForCausalLM.from_llava_model(llava, use_refinement=False).eval()
+    pix = torch.randn(1, 3, 32, 32)
+    ref = llava(input_ids=_ids(), pixel_values=pix).logits
+    out = rgpt(input_ids=_ids(), pixel_values=pix).logits
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    # refinement only touches region features: the global path stays LLaVA's
+    rgpt2 = RGPTForCausalLM.from_llava_model(llava, use_refinement=True).eval()
+    torch.testing.assert_close(rgpt2(input_ids=_ids(), pixel_values=pix).logits, ref)
+
+
+@torch.no_grad()
+def test_llava_import_from_disk(tmp_path):
+    llava = _tiny_llava(1)
+    llava.save_pretrained(tmp_path / "llava")
+    pix = torch.randn(1, 3, 32, 32)
+    ref = llava(input_ids=_ids(), pixel_values=pix).logits
+    rgpt = RGPTForCausalLM.from_llava(tmp_path / "llava").eval()
+    assert rgpt.config.patch_merge_factor == 1 and rgpt.refiner is not None
+    torch.testing.assert_close(rgpt(input_ids=_ids(), pixel_values=pix).logits, ref)
+
+
+@torch.no_grad()
+def test_predictor_from_llava_adds_region_tokens(tmp_path):
+    from rgpt_model.tokenization import build_word_tokenizer
+
+    llava = _tiny_llava(2)
+    tok = build_word_tokenizer(["what is this"], num_region_tokens=0)
+    llava.config.image_token_id = tok.convert_tokens_to_ids("<image>")
+    llava.resize_token_embeddings(max(len(tok), 120))
+    llava.save_pretrained(tmp_path / "llava")
+    tok.save_pretrained(tmp_path / "llava")
+    pred = RGPTPredictor.from_llava(tmp_path / "llava")
+    assert len(pred.model.config.region_token_ids) == 65
+    assert pred.model.get_input_embeddings().weight.shape[0] >= len(pred.processor.tokenizer)
+    img = np.zeros((32, 32, 3), np.uint8)
+    lab = np.zeros((32, 32), np.uint8)
+    lab[4:9, 4:9] = 1
+    assert isinstance(pred.ask(img, lab, "what is <region1>?", max_new_tokens=2), str)
+
+
+def _inputs(tiny_model_dir, n_masks=3, seed=0):
+    proc = RGPTProcessor.from_pretrained(tiny_model_dir)
+    rng = np.random.RandomState(seed)
+    img = rng.randint(0, 255, (40, 60, 3), np.uint8)
+    masks = np.zeros((n_masks, 40, 60), bool)
+    for i in range(n_masks):
+        masks[i, 5 * i : 5 * i + 8, 10 * i : 10 * i + 12] = True
+    return proc, img, masks
+
+
+@torch.no_grad()
+def test_region_placeholder_embedding_is_connector_output(tiny_model_dir):
+    model = load_model(tiny_model_dir)
+    proc, img, masks = _inputs(tiny_model_dir)
+    text = "<image>\nCompare <region2> with <region1> and <region3>, then <region2>."
+    enc = proc(text, img, masks)
+    g, r = model.encode_regions(enc["pixel_values"], enc["masks"])
+    region_embeds = model.project(r)
+    embeds = model.prepare_inputs_embeds(
+        enc["input_ids"], enc["pixel_values"], enc["masks"],
+        region_feature_index=enc["region_feature_index"],
+    )  # fmt: skip
+    ids = enc["input_ids"][0]
+    pos = torch.isin(ids, torch.tensor(model.config.region_token_ids)).nonzero().flatten()
+    assert enc["region_feature_index"].tolist() == [1, 0, 2, 1]
+    for p, k in zip(pos.tolist(), [1, 0, 2, 1], strict=True):
+        torch.testing.assert_close(embeds[0, p], region_embeds[k])
+    # a region's embedding equals pooling its own mask alone
+    alone = model.project(model.encode_regions(enc["pixel_values"], enc["masks"][1:2])[1])
+    torch.testing.assert_close(alone[0], region_embeds[1])
+    img_pos = (ids == model.config.image_token_id).nonzero().flatten()
+    torch.testing.assert_close(embeds[0, img_pos], model.project(g)[0])
+
+
+@torch.no_grad()
+def test_permuting_masks_permutes_outputs(tiny_model_dir):
+    model = load_model(tiny_model_dir)
+    proc, img, masks = _inputs(tiny_model_dir)
+    q = "<image>\nWhat is <region1>?"
+    perm = [2, 0, 1]
+
+    def per_region_logits(m):
+        enc = proc([q] * 3, img, m, region_lists=[[0], [1], [2]])
+        return model(**enc).logits[:, -1]
+
+    base = per_region_logits(masks)
+    torch.testing.assert_close(per_region_logits(masks[perm]), base[perm], rtol=1e-5, atol=1e-5)
+
+
+def test_count_mismatch(tiny_model_dir):
+    model = load_model(tiny_model_dir)
+    proc, img, masks = _inputs(tiny_model_dir)
+    with pytest.raises(RegionCountMismatchError, match="not referred"):
+        proc("<image>\nWhat is <region1>?", img, masks)
+    with pytest.raises(RegionCountMismatchError, match="only 3 mask"):
+        proc("<image>\n<region4> <region1> <region2> <region3>", img, masks)
+    with pytest.raises(RegionCountMismatchError):
+        proc("<region> <region> <region> <region>", img, masks)
+    enc = proc("<image>\n<region> and <region>", img, masks[:2])
+    with pytest.raises(RegionCountMismatchError):
+        model(enc["input_ids"], enc["pixel_values"], enc["masks"][:1])
+
+
+@torch.no_grad()
+def test_save_load_identical(tiny_model_dir, tmp_path, scene):
+    img, lab = scene
+    pred = RGPTPredictor.from_pretrained(tiny_model_dir)
+    pred.save_pretrained(tmp_path / "copy")
+    again = RGPTPredictor.from_pretrained(tmp_path / "copy")
+    for a, b in zip(
+        pred.model.state_dict().values(), again.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b)
+    assert pred.describe(img, lab, max_new_tokens=3) == again.describe(img, lab, max_new_tokens=3)
+    half = RGPTPredictor.from_pretrained(tmp_path / "copy", dtype="bfloat16")
+    assert half.model.dtype == torch.bfloat16
+    assert len(half.describe(img, lab, tasks=("classify",), max_new_tokens=2)) == 3
+
+
+def test_config_defaults_follow_paper():
+    c = RGPTConfig()
+    assert c.vision_config.hidden_size == 1024 and c.image_size == 336
+    assert c.vision_feature_layer == -2 and c.grid_size == 24 and c.refined_grid_size == 96
+    assert c.text_config.hidden_size == 4096 and c.text_config.num_hidden_layers == 32
+    with pytest.raises(ValueError):
+        RGPTConfig(patch_merge_factor=5)
+
+
+def test_load_errors(tmp_path, tiny_model_dir):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        RGPTPredictor.from_pretrained(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        load_model(tmp_path / "empty")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text("{not json")
+    with pytest.raises(ModelLoadError, match="corrupt"):
+        load_model(bad)
+    noweights = tmp_path / "noweights"
+    noweights.mkdir()
+    (noweights / "config.json").write_text((tiny_model_dir / "config.json").read_text())
+    with pytest.raises(ModelLoadError, match="no weights"):
+        load_model(noweights)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in tiny_model_dir.iterdir():
+        (broken / f.name).write_bytes(f.read_bytes())
+    (broken / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ModelLoadError, match="cannot load the weights"):
+        load_model(broken)
+    with pytest.raises(ModelLoadError, match="dtype"):
+        RGPTPredictor.from_pretrained(tiny_model_dir, dtype="int3")
+    cfg = json.loads((tiny_model_dir / "config.json").read_text())
+    assert cfg["model_type"] == "rgpt"
