@@ -135,10 +135,38 @@ def greedy_generate(
 class RGPTPredictor:
     """Region-level inference: describe (label/caption), refer (REC), ask (free question)."""
 
-    def __init__(self, model, processor: RGPTProcessor, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        model,
+        processor: RGPTProcessor,
+        device: str | torch.device = "cpu",
+        *,
+        backend: str = "torch",
+        onnx_path: str | Path | None = None,
+        providers: str | Sequence[str] | None = "auto",
+        decoding: str = "shared_prefix",
+    ):
+        """``backend``: region encoder, "torch" or "onnx" (ONNX Runtime, see onnx_encoder;
+        ``onnx_path``/``providers`` pick the file and execution providers). ``decoding``:
+        "shared_prefix" (prefix KV cache once, regions decoded as one batch) or "batched"
+        (left-padded transformers generate); both give the same greedy tokens."""
         self.model = model.eval()
         self.processor = processor
         self.device = torch.device(device)
+        if backend not in ("torch", "onnx"):
+            raise InvalidQueryError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+        if decoding not in ("shared_prefix", "batched"):
+            raise InvalidQueryError(
+                f"decoding must be 'shared_prefix' or 'batched', got {decoding!r}"
+            )
+        self.backend, self.decoding = backend, decoding
+        self.region_encoder = model.encode_regions
+        if backend == "onnx":
+            from .onnx_encoder import OnnxRegionEncoder
+
+            self.region_encoder = OnnxRegionEncoder.for_model(
+                model, onnx_path, providers, self.device
+            )
 
     # ------------------------------------------------------------------------- loading
     @classmethod
@@ -147,8 +175,10 @@ class RGPTPredictor:
         path: str | Path,
         device: str | torch.device = "cpu",
         dtype: str | torch.dtype | None = "float32",
+        **options,
     ) -> RGPTPredictor:
-        """Load model + processor from a directory written by :meth:`save_pretrained`."""
+        """Load model + processor from a directory written by :meth:`save_pretrained`
+        (``options``: backend, onnx_path, providers, decoding; see ``__init__``)."""
         from .modeling import load_model
 
         torch_dtype = resolve_dtype(dtype)
@@ -158,7 +188,7 @@ class RGPTPredictor:
             model.to(torch.device(device))
         except (RuntimeError, AssertionError) as exc:
             raise ModelLoadError(f"cannot move the model to device {device!r}: {exc}") from exc
-        return cls(model, processor, device)
+        return cls(model, processor, device, **options)
 
     @classmethod
     def from_llava(
@@ -231,16 +261,20 @@ class RGPTPredictor:
         mask_t = self.processor.preprocess_masks(stack, tf)
         pixel_values = pixel_values.to(self.device)
         mask_t = mask_t.to(self.device)
-        g, r = self.model.encode_regions(pixel_values, mask_t)
+        g, r = self.region_encoder(pixel_values, mask_t)
         region_embeds = self.model.project(r) if r.shape[0] else None
         return EncodedFrame(self.model.project(g), region_embeds, ids, stack)
 
     def generate_from_embeds(
         self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int
     ) -> tuple[list[list[int]], list[float]]:
-        """Greedy decoding hook (swap for a shared-prefix KV-cache implementation)."""
+        """Greedy decoding of all rows (``self.decoding`` picks shared-prefix or batched)."""
         tok = self.processor.tokenizer
-        return greedy_generate(
+        if self.decoding == "shared_prefix":
+            from .shared_prefix import shared_prefix_generate as generate
+        else:
+            generate = greedy_generate
+        return generate(
             self.model,
             inputs_embeds,
             attention_mask,
