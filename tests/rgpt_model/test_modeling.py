@@ -195,3 +195,32 @@ def test_load_errors(tmp_path, tiny_model_dir):
         RGPTPredictor.from_pretrained(tiny_model_dir, dtype="int3")
     cfg = json.loads((tiny_model_dir / "config.json").read_text())
     assert cfg["model_type"] == "rgpt"
+
+
+@torch.no_grad()
+def test_from_separate_clip_and_llm_dirs(tmp_path):
+    from transformers import CLIPVisionConfig, CLIPVisionModel, LlamaConfig, LlamaForCausalLM
+
+    from rgpt_model.tokenization import build_word_tokenizer
+
+    torch.manual_seed(0)
+    clip = CLIPVisionModel(CLIPVisionConfig(**VISION)).eval()
+    tok = build_word_tokenizer(["what is this"], num_region_tokens=4)
+    llm = LlamaForCausalLM(LlamaConfig(**{**TEXT, "vocab_size": len(tok)})).eval()
+    clip.save_pretrained(tmp_path / "clip")
+    llm.save_pretrained(tmp_path / "llm")
+    tok.save_pretrained(tmp_path / "llm")
+    pred = RGPTPredictor.from_components(tmp_path / "clip", tmp_path / "llm", patch_merge_factor=2)
+    for k, v in clip.state_dict().items():
+        assert torch.equal(pred.model.vision_tower.state_dict()[k], v)
+    for k, v in llm.state_dict().items():  # embeddings grew by the added region tokens
+        assert torch.equal(pred.model.language_model.state_dict()[k][: v.shape[0]], v)
+    assert len(pred.processor.tokenizer) == pred.model.get_input_embeddings().weight.shape[0]
+    assert pred.model.config.image_token_id == tok.convert_tokens_to_ids("<image>")
+    assert pred.processor.num_global_tokens == 4
+    img = np.zeros((32, 32, 3), np.uint8)
+    lab = np.zeros((32, 32), np.uint8)
+    lab[4:9, 4:9] = 1
+    assert len(pred.describe(img, lab, tasks=("classify",), max_new_tokens=2)) == 1
+    with pytest.raises(ModelLoadError):
+        RGPTPredictor.from_components(tmp_path / "nope", tmp_path / "llm")
