@@ -70,6 +70,7 @@ class RGPTClient:
         self.node.create_subscription(NodeStatus, "status", self._on_status, rel)
         self.node.create_subscription(Image, "debug_image", self._on_debug, 2)
         self.action = ActionClient(self.node, RegionQuery, "refer")
+        self._param_client = None
         self._executor = SingleThreadedExecutor()
         self._executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, daemon=True)
@@ -163,6 +164,26 @@ class RGPTClient:
         self.mask_pub.publish(mask_msg)
         self.image_pub.publish(image_msg)
         return int(stamp_ns)
+
+    def set_parameters(self, values: dict[str, Any], node_name: str = "rgpt_node",
+                       timeout: float = 10.0) -> list:
+        """Set parameters of the node; returns the SetParametersResult of each."""
+        from rclpy.parameter import Parameter
+        from rclpy.parameter_client import AsyncParameterClient
+
+        if self._param_client is None:
+            ns = self.node.get_namespace().rstrip("/")
+            self._param_client = AsyncParameterClient(self.node, f"{ns}/{node_name}")
+        if not self._param_client.wait_for_services(timeout):
+            raise TimeoutError("parameter services of the node not available")
+        fut = self._param_client.set_parameters(
+            [Parameter(k, value=v) for k, v in values.items()])
+        end = time.monotonic() + timeout
+        while not fut.done() and time.monotonic() < end:
+            time.sleep(0.01)
+        if not fut.done():
+            raise TimeoutError("set_parameters timed out")
+        return list(fut.result().results)
 
     def refer_topic(self, expression: str, query_id: str | None = None,
                     timeout: float = 30.0) -> ReferResult | None:
