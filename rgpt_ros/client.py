@@ -49,15 +49,16 @@ class RGPTClient:
     _ids = itertools.count()
 
     def __init__(self, ns: str = "", reliable_inputs: bool = False, depth: int = 5,
-                 name: str | None = None) -> None:
+                 name: str | None = None, image_topic: str = "image",
+                 mask_topic: str = "masks") -> None:
         if not rclpy.ok():
             rclpy.init()
         self.node = Node(name or f"rgpt_client_{next(self._ids)}", namespace=ns or None)
         qos_in = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE if reliable_inputs
                             else ReliabilityPolicy.BEST_EFFORT)
         rel = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.image_pub = self.node.create_publisher(Image, "image", qos_in)
-        self.mask_pub = self.node.create_publisher(Image, "masks", qos_in)
+        self.image_pub = self.node.create_publisher(Image, image_topic, qos_in)
+        self.mask_pub = self.node.create_publisher(Image, mask_topic, qos_in)
         self.query_pub = self.node.create_publisher(ReferQuery, "refer_query", rel)
         self._cond = threading.Condition()
         self.regions: _Bounded = _Bounded()  # stamp_ns -> (msg, receive time)
@@ -123,6 +124,43 @@ class RGPTClient:
                 self._cond.wait(min(left, 0.2))
 
     # ----------------------------------------------------------------------- waiting
+    def change_state(self, transition: str, node_name: str = "rgpt_node",
+                     timeout: float = 60.0) -> bool:
+        """Drive the node's lifecycle (configure, activate, deactivate, cleanup, shutdown)."""
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+
+        ids = {"configure": Transition.TRANSITION_CONFIGURE,
+               "activate": Transition.TRANSITION_ACTIVATE,
+               "deactivate": Transition.TRANSITION_DEACTIVATE,
+               "cleanup": Transition.TRANSITION_CLEANUP,
+               "shutdown": Transition.TRANSITION_UNCONFIGURED_SHUTDOWN}
+        return bool(self._call(ChangeState, f"{node_name}/change_state",
+                               ChangeState.Request(transition=Transition(id=ids[transition])),
+                               timeout).success)
+
+    def get_state(self, node_name: str = "rgpt_node", timeout: float = 10.0) -> str:
+        """Lifecycle state label of the node, e.g. 'unconfigured', 'active'."""
+        from lifecycle_msgs.srv import GetState
+
+        return str(self._call(GetState, f"{node_name}/get_state", GetState.Request(),
+                              timeout).current_state.label)
+
+    def _call(self, srv_type, name: str, request, timeout: float):
+        cli = self.node.create_client(srv_type, name)
+        try:
+            if not cli.wait_for_service(timeout_sec=timeout):
+                raise TimeoutError(f"service {name} not available")
+            fut = cli.call_async(request)
+            end = time.monotonic() + timeout
+            while not fut.done() and time.monotonic() < end:
+                time.sleep(0.01)
+            if not fut.done():
+                raise TimeoutError(f"service {name} did not answer")
+            return fut.result()
+        finally:
+            self.node.destroy_client(cli)
+
     def wait_ready(self, timeout: float = 60.0) -> bool:
         """True once the node reports active and both inputs and the action are matched."""
         ok = self._wait(lambda: self.status is not None and self.status.state == "active",

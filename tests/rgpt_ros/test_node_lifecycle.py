@@ -1,0 +1,142 @@
+"""Lifecycle, runtime parameters, QoS, namespace/remapping and a bad model path, each node in its
+own process driven over real DDS (lifecycle services, parameter services)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+
+from rgpt_ros.client import RGPTClient
+
+from .conftest import NodeProcess, log_tail, scene
+
+NS = "/lc"
+SC = scene(30)
+
+
+@pytest.fixture(scope="module")
+def nodes(ros_context, tmp_path_factory):
+    """(managed node + client, bad-model node + client), both started at once."""
+    tmp = tmp_path_factory.mktemp("lifecycle")
+    managed = NodeProcess(tmp / "managed.log", namespace=NS,
+                          remap={"image": "camera/image_raw"},
+                          params={"autostart": False, "status_period": 0.2,
+                                  "tasks": ["classify"], "max_new_tokens": 2})
+    bad = NodeProcess(tmp / "bad.log", namespace="/badmodel",
+                      params={"model_path": "/nonexistent/rgpt_model_dir"})
+    c_managed = RGPTClient(ns=NS, image_topic="camera/image_raw")
+    c_bad = RGPTClient(ns="/badmodel")
+    yield (managed, c_managed), (bad, c_bad)
+    for proc, client in ((managed, c_managed), (bad, c_bad)):
+        client.close()
+        rc = proc.stop()
+        assert rc == 0, f"node exited with {rc}:\n{log_tail(proc.log)}"
+
+
+def _served(client, timeout: float = 30.0) -> bool:
+    stamp = client.publish_frame(SC.image, SC.labels)
+    return client.wait_regions(stamp, timeout) is not None
+
+
+def _wait_unmatched(client, timeout: float = 10.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if client.image_pub.get_subscription_count() == 0:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_bad_model_path_leaves_the_node_unconfigured(nodes):
+    _, (bad, client) = nodes
+    assert client.get_state(timeout=90) == "unconfigured"
+    end = time.monotonic() + 30
+    while "configure failed" not in bad.log.read_text() and time.monotonic() < end:
+        time.sleep(0.2)
+    text = bad.log.read_text()
+    assert "configure failed" in text and "/nonexistent/rgpt_model_dir" in text
+    assert bad.alive()
+    # Fix the parameter (allowed while unconfigured) and configure: the node recovers.
+    assert all(r.successful for r in client.set_parameters({"model_path": ""}))
+    assert client.change_state("configure") and client.get_state() == "inactive"
+
+
+def test_autostart_false_waits_for_a_lifecycle_manager(nodes):
+    (managed, client), _ = nodes
+    assert client.get_state(timeout=90) == "unconfigured"
+    assert client.change_state("configure") and client.get_state() == "inactive"
+    assert client.image_pub.get_subscription_count() == 0  # no inputs before activate
+    assert client.change_state("activate") and client.wait_ready(30)
+    assert _served(client), log_tail(managed.log)
+
+
+def test_runtime_parameter_policy(nodes):
+    (_, client), _ = nodes
+    res = client.set_parameters({"input_depth": 3})[0]
+    assert not res.successful and "deactivate" in res.reason
+    res = client.set_parameters({"model_path": "/tmp/other"})[0]
+    assert not res.successful and "cleanup" in res.reason
+    res = client.set_parameters({"autostart": False})[0]
+    assert not res.successful
+    res = client.set_parameters({"max_regions": 2000})[0]  # out of the declared range
+    assert not res.successful
+    res = client.set_parameters({"tasks": ["sing"]})[0]
+    assert not res.successful and "sing" in res.reason
+    assert client.set_parameters({"max_regions": 2})[0].successful
+    stamp = client.publish_frame(SC.image, SC.labels)
+    msg = client.wait_regions(stamp, 30)
+    assert msg is not None and len(msg.regions) == 2  # took effect on the next frame
+    assert client.set_parameters({"max_regions": 32})[0].successful
+
+
+def test_deactivate_activate_cycles(nodes):
+    (managed, client), _ = nodes
+    for _ in range(2):
+        assert client.change_state("deactivate") and client.get_state() == "inactive"
+        assert _wait_unmatched(client), "subscriptions still exist after deactivate"
+        assert client.set_parameters({"input_depth": 2})[0].successful  # allowed when inactive
+        assert client.change_state("activate") and client.wait_ready(30)
+        assert _served(client), log_tail(managed.log)
+    st = client.wait_status(lambda s: s.frames_received > 0 and s.frames_received ==
+                            s.frames_processed + s.frames_dropped + s.frames_rejected, 10)
+    assert st is not None and st.state == "active"
+
+
+def test_qos_default_takes_best_effort_and_reliable_cameras(nodes):
+    (_, client), _ = nodes
+    assert client.image_pub.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+    assert _served(client)  # the client's camera publisher is best-effort
+    reliable = RGPTClient(ns=NS, image_topic="camera/image_raw", reliable_inputs=True)
+    try:
+        assert reliable.wait_ready(30) and _served(reliable)
+    finally:
+        reliable.close()
+
+
+def test_reliable_subscription_does_not_match_a_best_effort_camera(nodes):
+    (_, client), _ = nodes
+    assert client.change_state("deactivate")
+    assert client.set_parameters({"input_reliability": "reliable"})[0].successful
+    assert client.change_state("activate")
+    probe = client.node.create_publisher(
+        Image, "masks", QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+    end = time.monotonic() + 10
+    while probe.get_subscription_count() == 0 and time.monotonic() < end:
+        time.sleep(0.05)
+    assert probe.get_subscription_count() == 1  # the node's masks subscription is up
+    assert client.mask_pub.get_subscription_count() == 0  # best-effort camera: incompatible
+    client.node.destroy_publisher(probe)
+    assert client.change_state("deactivate")
+    assert client.set_parameters({"input_reliability": "best_effort"})[0].successful
+    assert client.change_state("activate") and client.wait_ready(30)
+
+
+def test_cleanup_and_configure_again(nodes):
+    (managed, client), _ = nodes
+    assert client.change_state("deactivate") and client.change_state("cleanup")
+    assert client.get_state() == "unconfigured"
+    assert client.change_state("configure") and client.change_state("activate")
+    assert client.wait_ready(30) and _served(client), log_tail(managed.log)
