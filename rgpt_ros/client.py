@@ -85,6 +85,7 @@ class RGPTClient:
 
     def close(self) -> None:
         self._executor.shutdown(timeout_sec=1.0)
+        self._thread.join(5.0)  # a spinning thread at interpreter exit aborts the process
         self.node.destroy_node()
 
     # ------------------------------------------------------------------- callbacks
