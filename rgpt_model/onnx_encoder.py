@@ -155,6 +155,7 @@ class OnnxRegionEncoder:
         providers: str | Sequence[str] | None = "auto",
         device: str | torch.device = "cpu",
         dtype: str = "float32",
+        intra_op_threads: int | None = None,
     ) -> OnnxRegionEncoder:
         """Reuse ``path`` if it was exported from this model, else export it (cache dir)."""
         from .onnx_export import export_region_encoder, model_fingerprint
@@ -167,11 +168,19 @@ class OnnxRegionEncoder:
         path = Path(path)
         if path.is_file():
             try:
-                return cls(path, providers, device, expected_fingerprint=fp)
+                return cls(
+                    path,
+                    providers,
+                    device,
+                    expected_fingerprint=fp,
+                    intra_op_threads=intra_op_threads,
+                )
             except Exception as exc:  # noqa: BLE001 - stale or corrupt: export again
                 logger.warning("re-exporting %s: %s", path, exc)
         export_region_encoder(model, path, dtype=dtype)
-        return cls(path, providers, device, expected_fingerprint=fp)
+        return cls(
+            path, providers, device, expected_fingerprint=fp, intra_op_threads=intra_op_threads
+        )
 
     def __call__(
         self,

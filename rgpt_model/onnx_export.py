@@ -39,6 +39,35 @@ class RegionEncoder(nn.Module):
         return self.model.encode_regions(pixel_values, masks)
 
 
+class _VisionSide(nn.Module):
+    """Only the vision tower and refiner of an RGPT model (in ``dtype``), with its
+    ``encode_regions``: exporting never touches (or copies) the language model."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
+        import copy
+
+        super().__init__()
+        self.config = model.config
+        same = next(model.vision_tower.parameters()).dtype == dtype
+        conv = (lambda m: m) if same else (lambda m: copy.deepcopy(m).to(dtype))
+        self.vision_tower = conv(model.vision_tower)
+        self.refiner = conv(model.refiner) if model.refiner is not None else None
+        cls = type(model)
+        self._fns = {
+            k: getattr(cls, k).__get__(self)
+            for k in ("vision_features", "global_features", "region_features", "encode_regions")
+        }
+
+    def encode_regions(self, pixel_values, masks, region_image_index=None):
+        return self._fns["encode_regions"](pixel_values, masks, region_image_index)
+
+    def __getattr__(self, name: str):
+        fns = self.__dict__.get("_fns")
+        if fns is not None and name in fns:
+            return fns[name]
+        return super().__getattr__(name)
+
+
 def model_fingerprint(model: nn.Module) -> str:
     """Short hash of the vision-side config and weights (decides whether a cached export fits)."""
     h = hashlib.sha256()
@@ -62,6 +91,35 @@ def model_fingerprint(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+def _export(encoder, pixels, masks, path: Path, opset: int, *, dynamo: bool) -> None:
+    if dynamo:
+        r = torch.export.Dim("num_regions", min=1)
+        torch.onnx.export(
+            encoder,
+            (pixels, masks),
+            str(path),
+            input_names=INPUT_NAMES,
+            output_names=OUTPUT_NAMES,
+            dynamic_shapes={"pixel_values": None, "masks": {0: r}},
+            opset_version=max(opset, 18),
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+    else:
+        torch.onnx.export(
+            encoder,
+            (pixels, masks),
+            str(path),
+            input_names=INPUT_NAMES,
+            output_names=OUTPUT_NAMES,
+            dynamic_axes={"masks": {0: "num_regions"}, "region_features": {0: "num_regions"}},
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+
+
 def export_region_encoder(
     model: nn.Module,
     path: str | Path,
@@ -69,13 +127,15 @@ def export_region_encoder(
     dtype: str = "float32",
     opset: int = 17,
     num_regions: int = 3,
-    dynamo: bool = False,
+    dynamo: bool | None = None,
 ) -> Path:
     """Write the region encoder of ``model`` to ``path`` (.onnx) and return the path.
 
     ``dtype`` float16 exports a half-precision graph (for CUDA / TensorRT providers).
-    ``dynamo=True`` uses the torch.export-based exporter (needs onnxscript); the default
-    TorchScript exporter is faster to run and was verified here.
+    ``dynamo``: True = torch.export-based exporter (needs onnxscript), False = TorchScript
+    exporter, None (default) = TorchScript (quicker) and, where it cannot express the graph,
+    torch.export: e.g. area-resizing masks 336 -> 96 (not a whole factor) is an
+    ``adaptive_avg_pool2d`` that only the torch.export exporter handles.
     """
     import onnx
 
@@ -85,12 +145,8 @@ def export_region_encoder(
     path.parent.mkdir(parents=True, exist_ok=True)
     tdtype = _DTYPES[dtype]
     device = next(model.parameters()).device
-    orig_dtype = next(model.parameters()).dtype
-    model = model.eval()
-    if tdtype != orig_dtype:  # export a converted copy of the vision side only
-        import copy
-
-        model = copy.deepcopy(model).to(tdtype)
+    fingerprint = model_fingerprint(model)
+    model = _VisionSide(model.eval(), tdtype)
     s = int(model.config.image_size)
     pixels = torch.randn(1, 3, s, s, device=device, dtype=tdtype)
     masks = torch.zeros(num_regions, s, s, device=device, dtype=tdtype)
@@ -99,34 +155,17 @@ def export_region_encoder(
     encoder = RegionEncoder(model).eval()
     logger.info("exporting region encoder (%s, opset %d) to %s", dtype, opset, path)
     with torch.no_grad():
-        if dynamo:
-            r = torch.export.Dim("num_regions", min=1)
-            torch.onnx.export(
-                encoder,
-                (pixels, masks),
-                str(path),
-                input_names=INPUT_NAMES,
-                output_names=OUTPUT_NAMES,
-                dynamic_shapes={"pixel_values": None, "masks": {0: r}},
-                opset_version=max(opset, 18),
-                dynamo=True,
-                external_data=False,
-            )
+        if dynamo is None:
+            try:
+                _export(encoder, pixels, masks, path, opset, dynamo=False)
+            except Exception as exc:  # noqa: BLE001 - unsupported op: use the other exporter
+                logger.info("TorchScript export failed (%s); using torch.export", exc)
+                _export(encoder, pixels, masks, path, opset, dynamo=True)
         else:
-            torch.onnx.export(
-                encoder,
-                (pixels, masks),
-                str(path),
-                input_names=INPUT_NAMES,
-                output_names=OUTPUT_NAMES,
-                dynamic_axes={"masks": {0: "num_regions"}, "region_features": {0: "num_regions"}},
-                opset_version=opset,
-                do_constant_folding=True,
-                dynamo=False,
-            )
+            _export(encoder, pixels, masks, path, opset, dynamo=dynamo)
     proto = onnx.load(str(path), load_external_data=False)
     meta = {
-        "rgpt_fingerprint": model_fingerprint(model),
+        "rgpt_fingerprint": fingerprint,
         "rgpt_image_size": str(s),
         "rgpt_dtype": dtype,
         "rgpt_num_global_tokens": str(model.config.num_global_tokens),
@@ -149,7 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("output")
     ap.add_argument("--dtype", default="float32", choices=sorted(_DTYPES))
     ap.add_argument("--opset", type=int, default=17)
-    ap.add_argument("--dynamo", action="store_true")
+    ap.add_argument(
+        "--dynamo",
+        action="store_true",
+        default=None,
+        help="force the torch.export exporter (default: TorchScript, then torch.export)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     model = load_model(args.model_dir)

@@ -120,9 +120,10 @@ def shared_prefix_generate(
         block[b, s_max - s :] = r[p:]
         attn[b, p + s_max - s :] = 1
         pos[b, s_max - s :] = torch.arange(p, p + s, device=device)
+    padded = bool((s_lens != s_max).any())  # no pads: skip masks (causal path, cheaper)
     out = lm(
         inputs_embeds=block,
-        attention_mask=attn,
+        attention_mask=attn if padded else None,
         position_ids=pos,
         past_key_values=cache,
         use_cache=True,
@@ -160,7 +161,7 @@ def shared_prefix_generate(
         attn = torch.cat([attn, attn.new_ones((attn.shape[0], 1))], dim=1)
         out = lm(
             inputs_embeds=embed(nxt[:, None]),
-            attention_mask=attn,
+            attention_mask=attn if padded else None,
             position_ids=next_pos[:, None],
             past_key_values=cache,
             use_cache=True,
