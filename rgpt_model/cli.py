@@ -40,6 +40,31 @@ def _common(p: argparse.ArgumentParser) -> None:
         "largest mask id (or 1.. without --masks). Default: none",
     )
     p.add_argument(
+        "--sam",
+        type=Path,
+        default=None,
+        help="local SAM checkpoint (sam_vit_b/l/h .pth): --boxes and --points become SAM masks "
+        "instead of rectangles. Default: none",
+    )
+    p.add_argument(
+        "--sam-type",
+        default="auto",
+        choices=["auto", "vit_b", "vit_l", "vit_h"],
+        help="SAM model type. Default: auto (read off the checkpoint)",
+    )
+    p.add_argument(
+        "--points",
+        default=None,
+        help="point prompts (needs --sam): 'x,y[,label];x,y|x,y' ('|' separates regions, "
+        "label 1 = foreground, 0 = background). Default: none",
+    )
+    p.add_argument(
+        "--backend",
+        default="torch",
+        choices=["torch", "onnx"],
+        help="region encoder: torch or onnx (ONNX Runtime). Default: torch",
+    )
+    p.add_argument(
         "--region-ids",
         default=None,
         help="comma-separated region ids to use, in this order. Default: all ids",
@@ -153,13 +178,25 @@ def load_inputs(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
         label = label.astype(np.int32)
     else:
         label = np.zeros((h, w), np.int32)
-    if args.boxes:
+    points = getattr(args, "points", None)
+    sam = getattr(args, "sam", None)
+    if points and sam is None:
+        raise InvalidQueryError("--points needs --sam CHECKPOINT (SAM turns points into masks)")
+    if args.boxes or points:
         start = int(label.max()) + 1
-        for k, m in enumerate(boxes_to_masks(parse_boxes(args.boxes), (h, w))):
+        boxes = parse_boxes(args.boxes) if args.boxes else []
+        if sam is not None:
+            from .sam import parse_points, sam_masks
+
+            pts = parse_points(points) if points else []
+            extra = sam_masks(image, sam, boxes=boxes, points=pts, model_type=args.sam_type)
+        else:
+            extra = boxes_to_masks(boxes, (h, w))
+        for k, m in enumerate(extra):
             label = np.where(m & (label == 0), start + k, label)
             if not (label == start + k).any():
                 label[m] = start + k  # box fully covered by masks: it wins its own pixels
-    if args.masks is None and not args.boxes:
+    if args.masks is None and not args.boxes and not points:
         raise InvalidMaskError("give --masks LABEL.png and/or --boxes 'x,y,w,h;...'")
     return image, label
 
@@ -189,7 +226,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         image, label = load_inputs(args)
         ids = _region_ids(args.region_ids)
         model = args.model if args.model is not None else default_model_path()
-        predictor = RGPTPredictor.from_pretrained(model, device=args.device, dtype=args.dtype)
+        predictor = RGPTPredictor.from_pretrained(
+            model, device=args.device, dtype=args.dtype, backend=args.backend
+        )
         if args.command == "describe":
             vocab = None
             if args.vocabulary is not None:

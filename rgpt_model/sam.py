@@ -366,3 +366,48 @@ class SamPrompter:
             for i, (p, lab) in enumerate(zip(points, labels, strict=True))
         ]
         return self.predict(image, prompts).masks
+
+
+def parse_points(text: str) -> list[list[tuple[float, float, int]]]:
+    """CLI syntax ``"x,y[,label];x,y|x,y"``: '|' separates regions, ';' points (label 1 = fg)."""
+    regions: list[list[tuple[float, float, int]]] = []
+    for group in text.split("|"):
+        pts = []
+        for part in group.split(";"):
+            vals = [v for v in part.replace(" ", ",").split(",") if v]
+            if not vals:
+                continue
+            if len(vals) not in (2, 3):
+                raise InvalidQueryError(f"point {part!r} must be 'x,y' or 'x,y,label'")
+            try:
+                x, y = float(vals[0]), float(vals[1])
+                lab = int(vals[2]) if len(vals) == 3 else 1
+            except ValueError as exc:
+                raise InvalidQueryError(f"point {part!r} must hold numbers") from exc
+            pts.append((x, y, lab))
+        if pts:
+            regions.append(pts)
+    return regions
+
+
+def sam_masks(
+    image: np.ndarray,
+    checkpoint: str | Path,
+    *,
+    boxes: Sequence[Sequence[float]] = (),
+    points: Sequence[Sequence[tuple[float, float, int]]] = (),
+    model_type: str = "auto",
+    device: str = "cpu",
+) -> np.ndarray:
+    """One-shot helper for the CLI: SAM masks (N, H, W) for boxes then point groups."""
+    prompter = SamPrompter.from_checkpoint(checkpoint, model_type, device=device)
+    prompts = [RegionPrompt(id=i + 1, box=tuple(b)) for i, b in enumerate(boxes)]
+    for g in points:
+        prompts.append(
+            RegionPrompt(
+                id=len(prompts) + 1,
+                points=[(x, y) for x, y, _ in g],
+                point_labels=[lab for _, _, lab in g],
+            )
+        )
+    return prompter.predict(image, prompts).masks

@@ -142,3 +142,68 @@ def test_helpers_and_errors(tiny_sam, decoder_path, image, tmp_path):
     with pytest.raises(ModelLoadError, match="unknown SAM model type"):
         torch.save({"image_encoder.pos_embed": torch.zeros(1, 1, 1, 768)}, bad)
         SamPrompter.from_checkpoint(bad, model_type="vit_x")
+
+
+def test_parse_points():
+    from rgpt_model.sam import parse_points
+
+    assert parse_points("10,20;30,40,0|5,6") == [
+        [(10.0, 20.0, 1), (30.0, 40.0, 0)],
+        [(5.0, 6.0, 1)],
+    ]
+    with pytest.raises(InvalidQueryError):
+        parse_points("1,2,3,4")
+
+
+def test_cli_sam_prompts(tiny_sam, decoder_path, image, tmp_path, monkeypatch, capsys):
+    """The CLI turns --boxes/--points into SAM masks; a missing checkpoint is a clear error."""
+    from PIL import Image
+
+    from rgpt_model import cli, sam
+
+    img_file = tmp_path / "img.png"
+    Image.fromarray(image).save(img_file)
+    rc = cli.main(
+        ["describe", str(img_file), "--boxes", "5,4,30,20", "--sam", str(tmp_path / "x.pth")]
+    )
+    assert rc == 2 and "SAM checkpoint" in capsys.readouterr().err
+    rc = cli.main(["describe", str(img_file), "--points", "10,10"])
+    assert rc == 2 and "--points needs --sam" in capsys.readouterr().err
+
+    seen = {}
+
+    def fake_from_checkpoint(path, model_type="auto", **kw):
+        seen["args"] = (str(path), model_type)
+        return SamPrompter(tiny_sam, decoder_onnx_path=decoder_path)
+
+    monkeypatch.setattr(sam.SamPrompter, "from_checkpoint", staticmethod(fake_from_checkpoint))
+    args = cli.build_parser().parse_args(
+        [
+            "describe",
+            str(img_file),
+            "--boxes",
+            "5,4,30,20",
+            "--points",
+            "60,30|10,10;20,30,0",
+            "--sam",
+            "ck.pth",
+            "--sam-type",
+            "vit_b",
+        ]
+    )
+    got_image, label = cli.load_inputs(args)
+    assert seen["args"] == ("ck.pth", "vit_b")
+    assert label.shape == image.shape[:2] and set(np.unique(label)) <= {0, 1, 2, 3}
+    expected = (
+        SamPrompter(tiny_sam, decoder_onnx_path=decoder_path)
+        .predict(
+            image,
+            [
+                RegionPrompt(1, box=(5, 4, 30, 20)),
+                RegionPrompt(2, points=[(60, 30)], point_labels=[1]),
+                RegionPrompt(3, points=[(10, 10), (20, 30)], point_labels=[1, 0]),
+            ],
+        )
+        .masks
+    )
+    assert np.array_equal(label == 1, expected[0])
