@@ -111,7 +111,7 @@ class RGPTNode(LifecycleNode):
     def __init__(self, node_name: str = NODE_NAME, **kwargs) -> None:
         super().__init__(node_name, **kwargs)
         declare_all(self)
-        for name in ("device", "dtype", "tasks"):
+        for name in ("device", "dtype", "encoder_backend", "tasks"):
             reason = check_value(name, self.get_parameter(name).value)
             if reason:
                 raise ValueError(f"parameter {name}: {reason}")
@@ -217,8 +217,9 @@ class RGPTNode(LifecycleNode):
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ModelLoadError(f"device {device!r} requested but CUDA is not available; "
                                  "set device to cpu or auto")
-        self.predictor = RGPTPredictor.from_pretrained(model_path, device=device,
-                                                       dtype=str(self.p("dtype")))
+        self.predictor = RGPTPredictor.from_pretrained(
+            model_path, device=device, dtype=str(self.p("dtype")),
+            backend=str(self.p("encoder_backend")))
         self.model_path, self._device, self._offloaded = model_path, device, False
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:

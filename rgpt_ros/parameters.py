@@ -46,6 +46,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               "or cuda:N.", "unconfigured", choices=DEVICE_CHOICES),
     ParamSpec("dtype", "float32", "Model dtype: float32, float16 or bfloat16 (half types need "
               "a GPU).", "unconfigured", choices=DTYPE_CHOICES),
+    ParamSpec("encoder_backend", "torch", "Region encoder (vision + refinement + pooling): "
+              "torch, or onnx (ONNX Runtime with TensorRT/CUDA/CPU, whichever is usable; "
+              "exported once into the cache).", "unconfigured", choices=("torch", "onnx")),
     ParamSpec("tasks", ["classify", "caption"], "Tasks run for every frame: any of classify, "
               "caption; ['none'] publishes ids, boxes and areas only.", "live",
               choices=TASK_CHOICES),
