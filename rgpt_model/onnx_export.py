@@ -155,11 +155,13 @@ def export_region_encoder(
     encoder = RegionEncoder(model).eval()
     logger.info("exporting region encoder (%s, opset %d) to %s", dtype, opset, path)
     with torch.no_grad():
+        if dynamo is None and s % int(model.config.refined_grid_size):
+            dynamo = True  # area resize by a fractional factor: TorchScript cannot export it
         if dynamo is None:
             try:
                 _export(encoder, pixels, masks, path, opset, dynamo=False)
             except Exception as exc:  # noqa: BLE001 - unsupported op: use the other exporter
-                logger.info("TorchScript export failed (%s); using torch.export", exc)
+                logger.info("TorchScript export failed (%s); using torch.export", str(exc)[:200])
                 _export(encoder, pixels, masks, path, opset, dynamo=True)
         else:
             _export(encoder, pixels, masks, path, opset, dynamo=dynamo)

@@ -43,14 +43,16 @@ logger = logging.getLogger("benchmark_regions")
 
 # ------------------------------------------------------------------------------- models
 def tiny_large_configs() -> tuple[dict, dict]:
-    """A 'larger tiny' config: CLIP 224 px / patch 14 (16x16 grid, 64 global tokens), 6-layer
-    512-wide Llama. Big enough that compute, not Python overhead, dominates a step."""
+    """A 'larger tiny' config with the full model's sequence geometry (336 px / patch 14: a
+    24x24 grid, 144 global tokens after the 2x merge, 96x96 refined grid) but narrow: 4-layer
+    256-wide CLIP, 6-layer 512-wide Llama. Big enough that compute, not Python overhead,
+    dominates a decode step."""
     vision = {
         "hidden_size": 256,
         "intermediate_size": 1024,
         "num_hidden_layers": 4,
         "num_attention_heads": 4,
-        "image_size": 224,
+        "image_size": 336,
         "patch_size": 14,
         "projection_dim": 256,
     }
@@ -222,7 +224,50 @@ def time_encoder(pred: RGPTPredictor, n_regions: int, repeats: int, tmp: Path) -
         t_torch, ref = _time(lambda: model.encode_regions(px, masks), repeats)
     t_onnx, out = _time(lambda: enc(px, masks), repeats)
     diff = max(float((a - b).abs().max()) for a, b in zip(ref, out, strict=True))
-    return {"torch_s": t_torch, "onnx_s": t_onnx, "speedup": t_torch / t_onnx, "max_abs": diff}
+    enc16 = OnnxRegionEncoder.for_model(
+        model,
+        tmp / f"enc16_{id(model)}.onnx",
+        providers="cpu",
+        dtype="float16",
+        intra_op_threads=torch.get_num_threads(),
+    )
+    t16, out16 = _time(lambda: enc16(px, masks), repeats)
+    diff16 = [float((a - b).abs().max()) for a, b in zip(ref, out16, strict=True)]
+    scale = [float(a.abs().max()) for a in ref]
+    return {
+        "torch_s": t_torch,
+        "onnx_s": t_onnx,
+        "speedup": t_torch / t_onnx,
+        "max_abs": diff,
+        "fp16_onnx_s": t16,
+        "fp16_max_abs_global_region": diff16,
+        "ref_max_abs_global_region": scale,
+    }
+
+
+def time_sam_decoder(n_prompts: int, repeats: int, tmp: Path) -> dict:
+    """SAM prompt encoder + mask decoder (same for vit_b/l/h): PyTorch vs SAM's ONNX decoder in
+    ONNX Runtime, for ``n_prompts`` boxes on a 480x640 image. A random vit_b stands in for a
+    checkpoint; the image embedding is random (the image encoder is not timed)."""
+    from rgpt_model.sam import RegionPrompt, SamPrompter, build_sam
+
+    sam = build_sam("vit_b")
+    img = np.zeros((480, 640, 3), np.uint8)
+    boxes = [RegionPrompt(i + 1, box=(20 + 30 * i, 40, 120, 200)) for i in range(n_prompts)]
+    out = {}
+    results = {}
+    embedding = torch.randn(1, 256, 64, 64, generator=torch.Generator().manual_seed(0))
+    for backend in ("torch", "onnx"):
+        p = SamPrompter(sam, use_onnx=backend == "onnx", decoder_onnx_path=tmp / "sam_decoder.onnx")
+        p._embedding = embedding  # skip the image encoder (slow on the CPU, same for both)
+        p._cached_key = (hash(img.tobytes()), img.shape)
+        out[f"{backend}_s"], res = _time(
+            lambda p=p: p.predict(img, boxes, return_logits=True), repeats
+        )
+        results[backend] = res.masks
+    out["speedup"] = out["torch_s"] / out["onnx_s"]
+    out["max_abs_logit_diff"] = float(np.abs(results["torch"] - results["onnx"]).max())
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -235,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=1, help="torch threads (1 = stable on a shared machine)"
     )
     ap.add_argument("--no-onnx", action="store_true", help="skip the encoder torch-vs-ONNX timing")
+    ap.add_argument("--sam", action="store_true", help="also time SAM's decoder, torch vs ORT")
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -292,7 +338,18 @@ def main(argv: list[str] | None = None) -> int:
                     f"{enc['onnx_s'] * 1e3:.1f} ms ({enc['speedup']:.2f}x), "
                     f"max abs diff {enc['max_abs']:.1e}"
                 )
+                d16 = ", ".join(f"{v:.1e}" for v in enc["fp16_max_abs_global_region"])
+                ref = ", ".join(f"{v:.2f}" for v in enc["ref_max_abs_global_region"])
+                print(f"  fp16 graph: max abs diff (global, region) {d16}; max |x| {ref}")
             report["models"][name] = entry
+        if args.sam:
+            sam = time_sam_decoder(8, args.repeats * 2, tmp)
+            report["sam_decoder_8_boxes"] = sam
+            print(
+                f"\nSAM decoder, 8 boxes, 480x640: torch {sam['torch_s'] * 1e3:.1f} ms, "
+                f"onnxruntime {sam['onnx_s'] * 1e3:.1f} ms ({sam['speedup']:.2f}x), "
+                f"max logit diff {sam['max_abs_logit_diff']:.1e}"
+            )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
         print(f"\nwrote {args.json}")
