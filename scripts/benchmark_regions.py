@@ -176,34 +176,55 @@ def _time(fn, repeats: int) -> tuple[float, object]:
 _last_median = 0.0
 
 
-def run_strategies(
-    pred: RGPTPredictor, n_regions: int, max_new_tokens: int, repeats: int, tasks=("caption",)
-) -> dict:
-    """Seconds per frame for naive / batched / shared-prefix, and whether answers agree."""
+STRATEGIES = ("naive", "batched", "shared_prefix")
+
+
+def strategy_calls(pred: RGPTPredictor, n_regions: int, max_new_tokens: int, tasks=("caption",)):
+    """name -> zero-argument call that describes one frame with ``n_regions`` regions."""
     img, lab = make_scene(n_regions)
     ids = list(range(1, n_regions + 1))
 
     def describe(decoding: str, region_ids):
         pred.decoding = decoding
-        return pred.describe(
-            img, lab, region_ids=region_ids, tasks=tasks, max_new_tokens=max_new_tokens
-        )
+        try:
+            return pred.describe(
+                img, lab, region_ids=region_ids, tasks=tasks, max_new_tokens=max_new_tokens
+            )
+        finally:
+            pred.decoding = "shared_prefix"
 
-    def naive():
-        return [d for rid in ids for d in describe("batched", [rid])]
+    return {
+        "naive": lambda: [d for rid in ids for d in describe("batched", [rid])],
+        "batched": lambda: describe("batched", ids),
+        "shared_prefix": lambda: describe("shared_prefix", ids),
+    }
 
-    res = {}
-    answers = {}
-    for name, fn in (
-        ("naive", naive),
-        ("batched", lambda: describe("batched", ids)),
-        ("shared_prefix", lambda: describe("shared_prefix", ids)),
-    ):
-        res[name], out = _time(fn, repeats)
-        answers[name] = [(d.label, d.caption) for d in out]
-    pred.decoding = "shared_prefix"
-    res["same_answers"] = answers["naive"] == answers["batched"] == answers["shared_prefix"]
-    return res
+
+def run_strategies(
+    pred: RGPTPredictor, regions: list[int], max_new_tokens: int, repeats: int
+) -> dict[int, dict]:
+    """Seconds per frame (best of ``repeats``) for every R and strategy, and whether the
+    answers agree. Rounds are interleaved (each round times every R x strategy once), so a
+    burst of load from other processes cannot bias one cell."""
+    calls = {r: strategy_calls(pred, r, max_new_tokens) for r in regions}
+    times: dict[tuple[int, str], list[float]] = {}
+    answers: dict[tuple[int, str], list] = {}
+    for r in regions:  # warm-up, and the answers to compare
+        for name in STRATEGIES:
+            answers[r, name] = [(d.label, d.caption) for d in calls[r][name]()]
+    for _ in range(repeats):
+        for r in regions:
+            for name in STRATEGIES:
+                t0 = time.perf_counter()
+                calls[r][name]()
+                times.setdefault((r, name), []).append(time.perf_counter() - t0)
+    out = {}
+    for r in regions:
+        res: dict = {name: min(times[r, name]) for name in STRATEGIES}
+        res["median"] = {name: statistics.median(times[r, name]) for name in STRATEGIES}
+        res["same_answers"] = len({str(answers[r, n]) for n in STRATEGIES}) == 1
+        out[r] = res
+    return out
 
 
 def time_encoder(pred: RGPTPredictor, n_regions: int, repeats: int, tmp: Path) -> dict:
@@ -311,9 +332,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{'R':>3} {'naive s':>9} {'batched s':>10} {'shared s':>9} "
                 f"{'naive/shared':>12} {'batched/shared':>14} same"
             )
-            for r in args.regions:
-                res = run_strategies(pred, r, args.max_new_tokens, args.repeats)
-                entry["per_R"][r] = res
+            entry["per_R"] = run_strategies(pred, args.regions, args.max_new_tokens, args.repeats)
+            for r, res in entry["per_R"].items():
                 print(
                     f"{r:>3} {res['naive']:9.3f} {res['batched']:10.3f} "
                     f"{res['shared_prefix']:9.3f} {res['naive'] / res['shared_prefix']:12.2f} "
