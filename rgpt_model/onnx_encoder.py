@@ -193,7 +193,7 @@ class OnnxRegionEncoder:
         n = masks.shape[0]
         if n == 0:  # the graph was traced with R >= 1: pool one dummy region, drop it
             masks = masks.new_ones((1,) + tuple(masks.shape[1:]))
-        if self._on_gpu and pixel_values.is_cuda:
+        if self._on_gpu and pixel_values.is_cuda and self._static_global_shape():
             g, r = self._run_bound(pixel_values, masks)
         else:
             g_np, r_np = self.session.run(
@@ -206,6 +206,10 @@ class OnnxRegionEncoder:
             g = torch.from_numpy(g_np).to(self.device)
             r = torch.from_numpy(r_np).to(self.device)
         return g.float(), (r[:0] if n == 0 else r).float()
+
+    def _static_global_shape(self) -> bool:
+        shape = self.session.get_outputs()[0].shape
+        return len(shape) == 3 and all(isinstance(d, int) for d in shape[1:])
 
     def _run_bound(
         self, pixel_values: torch.Tensor, masks: torch.Tensor
