@@ -340,18 +340,21 @@ class RGPTPredictor:
         singles = [[i] for i in range(n)]
         labels, scores = [""] * n, [0.0] * n
         captions = [""] * n
-        if "classify" in tasks:
-            q = prompts.classification_prompt(1, vocab)
-            for i, (text, p) in enumerate(self._run(frame, [q] * n, singles, max_new_tokens)):
-                match = prompts.parse_classification_answer(text, vocab)
-                labels[i], scores[i] = match.label, float(match.score * p)
-        for task, make in (
-            ("caption", prompts.brief_caption_prompt),
-            ("detailed_caption", prompts.detailed_caption_prompt),
-        ):
-            if task in tasks:
-                answers = self._run(frame, [make(1)] * n, singles, max_new_tokens)
-                for i, (text, _) in enumerate(answers):
+        # every task x region in one decoding batch: one shared system + image prefix
+        makers = {
+            "classify": lambda: prompts.classification_prompt(1, vocab),
+            "caption": lambda: prompts.brief_caption_prompt(1),
+            "detailed_caption": lambda: prompts.detailed_caption_prompt(1),
+        }
+        order = [t for t in DESCRIBE_TASKS if t in tasks]
+        questions = [makers[t]() for t in order for _ in range(n)]
+        answers = self._run(frame, questions, singles * len(order), max_new_tokens)
+        for k, task in enumerate(order):
+            for i, (text, p) in enumerate(answers[k * n : (k + 1) * n]):
+                if task == "classify":
+                    match = prompts.parse_classification_answer(text, vocab)
+                    labels[i], scores[i] = match.label, float(match.score * p)
+                else:
                     captions[i] = text if not captions[i] else f"{captions[i]} {text}"
         return [
             RegionDescription(
