@@ -106,3 +106,20 @@ def test_single_row_and_forced_prefix(tiny):
     for p in (0, 5, 10_000):  # no prefix, short prefix, capped to length - 1
         got3, _ = shared_prefix_generate(model, embeds, attn, 6, None, prefix_len=p)
         assert got3 == ref3
+
+
+def test_describe_tasks_in_one_batch_equal_separate_runs(predictor, scene):
+    """describe() decodes classify + caption rows together; answers equal per-task runs."""
+    img, lab = scene
+    both = predictor.describe(img, lab, tasks=("classify", "caption"), max_new_tokens=6)
+    cls = predictor.describe(img, lab, tasks=("classify",), max_new_tokens=6)
+    cap = predictor.describe(img, lab, tasks=("caption",), max_new_tokens=6)
+    assert [d.label for d in both] == [d.label for d in cls]
+    assert [d.caption for d in both] == [d.caption for d in cap]
+    assert np.allclose([d.label_score for d in both], [d.label_score for d in cls], atol=1e-5)
+    predictor.decoding = "batched"
+    try:
+        ref = predictor.describe(img, lab, tasks=("classify", "caption"), max_new_tokens=6)
+    finally:
+        predictor.decoding = "shared_prefix"
+    assert [(d.label, d.caption) for d in ref] == [(d.label, d.caption) for d in both]
