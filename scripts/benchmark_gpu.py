@@ -286,6 +286,43 @@ def measure_r(model, processor, n_regions: int, args, device) -> dict:
     return res
 
 
+def measure_onnx_encoder(model, processor, args, device: torch.device) -> dict:
+    """Region encoder at R=8: PyTorch vs ONNX Runtime (CUDA provider on a GPU, fp16 graph
+    when the model is half precision; TensorRT only with --tensorrt: its engine build for
+    CLIP-L takes minutes)."""
+    import tempfile
+
+    from rgpt_model.onnx_encoder import OnnxRegionEncoder
+    from rgpt_model.onnx_export import export_region_encoder
+
+    fr = Frame(model, processor, 8, device)
+    half = model.dtype in (torch.float16, torch.bfloat16)
+    dtype = "float16" if half and device.type == "cuda" else "float32"
+    if device.type == "cuda":
+        providers = ["tensorrt", "cuda"] if args.tensorrt else ["cuda"]
+    else:
+        providers = ["cpu"]
+    out: dict = {"export_dtype": dtype}
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        path = export_region_encoder(model, Path(d) / "enc.onnx", dtype=dtype)
+        out["export_s"] = time.perf_counter() - t0
+        enc = OnnxRegionEncoder(path, providers, device)
+        out["providers"] = enc.providers
+        px, masks = fr.pixels.float(), fr.masks.float()
+        with torch.no_grad():
+            t_torch, ref = timed(lambda: model.encode_regions(fr.pixels, fr.masks), device, 10)
+        t_onnx, got = timed(lambda: enc(px, masks), device, 10)
+    out["torch_ms"] = t_torch * 1e3
+    out["onnx_ms"] = t_onnx * 1e3
+    out["speedup"] = t_torch / t_onnx
+    out["max_abs_diff_global_region"] = [
+        float((a.float() - b.float()).abs().max()) for a, b in zip(ref, got, strict=True)
+    ]
+    out["max_abs_torch_global_region"] = [float(a.float().abs().max()) for a in ref]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--tiny", action="store_true", help="tiny config on the CPU (seconds)")
@@ -296,6 +333,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--skip-naive", action="store_true")
     ap.add_argument("--naive-max-regions", type=int, default=16)
+    ap.add_argument(
+        "--onnx",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the ONNX Runtime region encoder (default: on)",
+    )
+    ap.add_argument("--tensorrt", action="store_true", help="try TensorRT before CUDA")
     ap.add_argument("--json", type=Path, default=Path("benchmark_gpu.json"))
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -352,24 +396,45 @@ def main(argv: list[str] | None = None) -> int:
         },
         "results": [],
     }
+
+    def save() -> None:  # after every section, so a time-out still leaves results
+        report["total_s"] = time.perf_counter() - t_start
+        if device.type == "cuda":
+            report["max_memory_allocated_GB"] = torch.cuda.max_memory_allocated(device) / 1e9
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
     for r in args.regions:
         logger.info("R=%d ...", r)
-        res = measure_r(model, processor, r, args, device)
-        bw_limit = (
-            report["bandwidth"]["limit_step_ms_nominal"]
-            or report["bandwidth"]["limit_step_ms_measured"]
-        )
-        res["decode_step_over_bandwidth_limit"] = res["decode_step_ms"] / bw_limit
+        try:
+            res = measure_r(model, processor, r, args, device)
+        except Exception as exc:  # noqa: BLE001 - record and go on (one run on a GPU is precious)
+            logger.exception("R=%d failed", r)
+            res = {"regions": r, "error": f"{type(exc).__name__}: {exc}"}
+            if args.tiny:
+                raise
+        else:
+            bw_limit = (
+                report["bandwidth"]["limit_step_ms_nominal"]
+                or report["bandwidth"]["limit_step_ms_measured"]
+            )
+            res["decode_step_over_bandwidth_limit"] = res["decode_step_ms"] / bw_limit
         report["results"].append(res)
         logger.info(
             "R=%d: %s", r, {k: round(v, 3) if isinstance(v, float) else v for k, v in res.items()}
         )
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    if device.type == "cuda":
-        report["max_memory_allocated_GB"] = torch.cuda.max_memory_allocated(device) / 1e9
-    report["total_s"] = time.perf_counter() - t_start
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
+        save()
+    if args.onnx:
+        try:
+            report["onnx_encoder"] = measure_onnx_encoder(model, processor, args, device)
+        except Exception as exc:  # noqa: BLE001
+            logger.exception("ONNX encoder section failed")
+            report["onnx_encoder"] = {"error": f"{type(exc).__name__}: {exc}"}
+            if args.tiny:
+                raise
+        logger.info("onnx encoder: %s", report["onnx_encoder"])
+    save()
     print(json.dumps(report, indent=2))
     print(f"wrote {args.json}")
     return 0

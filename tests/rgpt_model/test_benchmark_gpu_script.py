@@ -44,3 +44,6 @@ def test_tiny_cpu_run_writes_json(tmp_path):
         assert r["prefix_tokens"] > rep["model"]["global_tokens"]  # image + system prompt shared
     assert rep["bandwidth"]["limit_step_ms_measured"] > 0
     assert rep["model"]["llm_weight_GB"] > 0
+    onnx = rep["onnx_encoder"]
+    assert "error" not in onnx and onnx["providers"] == ["CPUExecutionProvider"]
+    assert max(onnx["max_abs_diff_global_region"]) <= 1e-4
