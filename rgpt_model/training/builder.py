@@ -1,0 +1,127 @@
+"""Build the model and processor a run starts from (scratch, RGPT dir, LLaVA dir, CLIP + LM)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from rgpt_model.config import RGPTConfig
+from rgpt_model.data.synthetic import SceneConfig, generate_scene
+from rgpt_model.modeling import RGPTForCausalLM
+from rgpt_model.processor import RGPTProcessor
+from rgpt_model.tiny import tiny_texts
+from rgpt_model.tokenization import add_rgpt_tokens, build_word_tokenizer, region_token_ids
+from rgpt_model.training.config import TrainConfig
+from rgpt_model.training.samples import TASK_NAMES, scene_turns, vocabulary_texts
+
+logger = logging.getLogger(__name__)
+
+
+def synthetic_texts(seed: int, num_scenes: int = 30, height: int = 128,
+                    width: int = 128) -> list[str]:
+    """Every prompt and answer text of ``num_scenes`` synthetic scenes (tokenizer vocabulary).
+
+    Scenes of all splits are read: the splits share one closed vocabulary of words.
+    """
+    from rgpt_model.data.attributes import SHAPES
+
+    texts = tiny_texts(SHAPES) + vocabulary_texts()
+    weights = dict.fromkeys(TASK_NAMES, 1.0)
+    scfg = SceneConfig(height=height, width=width)
+    for split in ("train", "val", "test"):
+        for i in range(num_scenes // 3 + 1):
+            scene = generate_scene(seed, i, split, scfg)
+            rng = np.random.default_rng([seed, i, 7])
+            texts += [r.detail_caption for r in scene.regions]
+            texts += [e.text for e in scene.expressions]
+            texts += [t.question + " " + t.answer for t in scene_turns(scene, rng, weights, 4)]
+    return texts
+
+
+def scratch_config(cfg: TrainConfig, tokenizer) -> RGPTConfig:
+    """RGPTConfig of a from-scratch model sized by ``cfg.model``."""
+    m = cfg.model
+    v, t = m.vision, m.text
+    vocab = tokenizer.get_vocab()
+    return RGPTConfig(
+        vision_config={
+            "hidden_size": v.hidden_size,
+            "intermediate_size": v.intermediate_size,
+            "num_hidden_layers": v.num_hidden_layers,
+            "num_attention_heads": v.num_attention_heads,
+            "image_size": v.image_size,
+            "patch_size": v.patch_size,
+            "projection_dim": v.hidden_size,
+        },
+        text_config={
+            "hidden_size": t.hidden_size,
+            "intermediate_size": t.intermediate_size,
+            "num_hidden_layers": t.num_hidden_layers,
+            "num_attention_heads": t.num_attention_heads,
+            "num_key_value_heads": t.num_key_value_heads,
+            "vocab_size": len(vocab),
+            "max_position_embeddings": t.max_position_embeddings,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+        image_size=v.image_size,
+        patch_merge_factor=m.patch_merge_factor,
+        refiner_hidden_size=m.refiner_hidden_size,
+        vision_feature_layer=m.vision_feature_layer,
+        image_token_id=vocab["<image>"],
+        region_token_ids=region_token_ids(tokenizer),
+        freeze_vision_tower=m.freeze_vision_tower,
+        max_regions_per_prompt=8,
+    )
+
+
+def build_model(cfg: TrainConfig) -> tuple[RGPTForCausalLM, RGPTProcessor]:
+    """Model + processor for the start of a run (weights seeded by ``cfg.seed``)."""
+    m = cfg.model
+    torch.manual_seed(cfg.seed)
+    if m.source == "scratch":
+        texts = synthetic_texts(cfg.data.seed, height=cfg.data.image_height,
+                                width=cfg.data.image_width)
+        if cfg.data.source == "jsonl":
+            from rgpt_model.data.jsonl_format import read_jsonl
+
+            for path in cfg.data.jsonl:
+                for rec in read_jsonl(path):
+                    texts += [t["value"] for t in rec["conversations"]]
+        tokenizer = build_word_tokenizer(texts, num_region_tokens=m.num_region_tokens)
+        config = scratch_config(cfg, tokenizer)
+        model = RGPTForCausalLM(config)
+        processor = RGPTProcessor.from_config(tokenizer, config)
+        logger.info("new model: %d words, %.2f M parameters", len(tokenizer),
+                    sum(p.numel() for p in model.parameters()) / 1e6)
+        return model, processor
+    if m.path is None:
+        raise ValueError(f"model.source={m.source} needs model.path")
+    if m.source == "pretrained":
+        model = RGPTForCausalLM.from_pretrained(m.path, dtype=torch.float32)
+        return model, RGPTProcessor.from_pretrained(m.path, model.config)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(m.path)
+    n_added = add_rgpt_tokens(tokenizer, m.num_region_tokens)
+    if m.source == "llava":
+        model = RGPTForCausalLM.from_llava(m.path, num_added_tokens=n_added,
+                                           patch_merge_factor=m.patch_merge_factor,
+                                           freeze_vision_tower=m.freeze_vision_tower)
+    else:
+        if m.clip_path is None:
+            raise ValueError("model.source=components needs model.clip_path")
+        model = RGPTForCausalLM.from_components(m.clip_path, m.path, num_added_tokens=n_added,
+                                                patch_merge_factor=m.patch_merge_factor,
+                                                freeze_vision_tower=m.freeze_vision_tower,
+                                                image_token_id=tokenizer.convert_tokens_to_ids(
+                                                    "<image>"))
+    vocab = tokenizer.get_vocab()
+    model.config.image_token_id = vocab["<image>"]
+    model.config.region_token_ids = region_token_ids(tokenizer)
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings_mean(len(tokenizer))
+    return model.float(), RGPTProcessor.from_config(tokenizer, model.config)

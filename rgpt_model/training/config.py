@@ -1,0 +1,242 @@
+"""Run configuration of a training run, loaded from YAML (one file per run).
+
+The config says everything a run needs (model source and size, data, stages, optimisation,
+output), so a committed YAML plus its command reproduces a model. Keys map 1:1 to the
+dataclasses below; unknown keys are an error so typos do not pass silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class VisionSpec:
+    """CLIP-style vision tower built from scratch (``model.source: scratch``)."""
+
+    image_size: int = 128
+    patch_size: int = 8
+    hidden_size: int = 128
+    intermediate_size: int = 256
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+
+
+@dataclass
+class TextSpec:
+    """LLaMA-style language model built from scratch."""
+
+    hidden_size: int = 192
+    intermediate_size: int = 512
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 4
+    max_position_embeddings: int = 1024
+
+
+@dataclass
+class ModelSpec:
+    """Where the model comes from.
+
+    ``source``: ``scratch`` (new model, word tokenizer built from the training texts),
+    ``pretrained`` (an RGPT directory, ``path``), ``llava`` (a local LLaVA directory, ``path``)
+    or ``components`` (local CLIP ``clip_path`` + causal LM ``path``).
+    """
+
+    source: str = "scratch"
+    path: str | None = None
+    clip_path: str | None = None
+    vision: VisionSpec = field(default_factory=VisionSpec)
+    text: TextSpec = field(default_factory=TextSpec)
+    refiner_hidden_size: int | None = 64
+    patch_merge_factor: int = 4
+    vision_feature_layer: int = -1
+    freeze_vision_tower: bool = False
+    num_region_tokens: int = 16
+
+
+@dataclass
+class DataSpec:
+    """Training data: synthetic scenes generated on the fly, or JSONL files.
+
+    Each training sequence is one image with up to ``max_turns`` question/answer turns (loss on
+    the answers only). ``task_weights`` mixes the tasks; ``prompt_variants`` picks which
+    wordings of each task-guided prompt are used (``model`` = rgpt_model.prompts,
+    ``data`` = the record writers' templates, ``coco`` = COCO-80 wording for classification).
+    """
+
+    source: str = "synthetic"
+    jsonl: list[str] = field(default_factory=list)
+    seed: int = 0
+    image_height: int = 128
+    image_width: int = 128
+    max_turns: int = 6
+    task_weights: dict[str, float] = field(
+        default_factory=lambda: {
+            "classify": 0.25,
+            "brief_caption": 0.2,
+            "detailed_caption": 0.1,
+            "rec": 0.35,
+            "short_answer": 0.1,
+        }
+    )
+    negative_rec_fraction: float = 0.2
+    prompt_variants: list[str] = field(default_factory=lambda: ["model", "data", "coco"])
+    with_system_prompt: bool = True
+
+
+@dataclass
+class StageSpec:
+    """One training stage. ``train``: which parts learn.
+
+    Parts: ``vision``, ``refiner``, ``connector``, ``lm`` (``lm_mode``: ``full``, ``lora`` or
+    ``frozen``). Stage 1 of the paper = refiner + connector; stage 2 adds the LM.
+    ``lm_loss: false`` makes a vision-only stage trained by the auxiliary region-attribute loss
+    alone (``aux_loss_weight``): a stand-in for CLIP pretraining when the tower starts from
+    scratch, as in the demo model.
+    """
+
+    name: str = "stage2"
+    steps: int = 100
+    lr: float = 1e-3
+    train: list[str] = field(default_factory=lambda: ["vision", "refiner", "connector", "lm"])
+    lm_mode: str = "full"
+    warmup_steps: int = 20
+    lm_loss: bool = True
+    images_per_step: int | None = None  # None = the run's images_per_step
+
+
+@dataclass
+class LoraSpec:
+    """peft LoRA settings (used when a stage has ``lm_mode: lora``)."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+    )
+
+
+@dataclass
+class TrainConfig:
+    """A whole run."""
+
+    output_dir: str = "runs/demo"
+    seed: int = 0
+    device: str = "auto"
+    num_threads: int = 2
+    images_per_step: int = 8
+    grad_accum: int = 1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    min_lr_ratio: float = 0.05
+    save_every: int = 100
+    log_every: int = 10
+    save_dtype: str = "float32"
+    max_minutes: float | None = None
+    aux_loss_weight: float = 0.0
+    model: ModelSpec = field(default_factory=ModelSpec)
+    data: DataSpec = field(default_factory=DataSpec)
+    stages: list[StageSpec] = field(default_factory=lambda: [StageSpec()])
+    lora: LoraSpec = field(default_factory=LoraSpec)
+
+    @property
+    def total_steps(self) -> int:
+        return sum(s.steps for s in self.stages)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _build(cls, data: Any, where: str):
+    """Recursively build dataclass ``cls`` from a dict, rejecting unknown keys."""
+    if not dataclasses.is_dataclass(cls):
+        return data
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    kwargs = {}
+    hints = {
+        "vision": VisionSpec,
+        "text": TextSpec,
+        "model": ModelSpec,
+        "data": DataSpec,
+        "lora": LoraSpec,
+    }
+    for key, value in data.items():
+        if key == "stages":
+            if not isinstance(value, list) or not value:
+                raise ValueError(f"{where}.stages: expected a non-empty list")
+            kwargs[key] = [_build(StageSpec, v, f"{where}.stages[{i}]")
+                           for i, v in enumerate(value)]
+        elif key in hints and cls is not DataSpec:
+            kwargs[key] = _build(hints[key], value, f"{where}.{key}")
+        else:
+            kwargs[key] = value
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict) -> TrainConfig:
+    """TrainConfig from a plain dict (the parsed YAML)."""
+    cfg = _build(TrainConfig, data, "config")
+    for s in cfg.stages:
+        if s.lm_mode not in ("full", "lora", "frozen"):
+            raise ValueError(f"stage {s.name}: lm_mode must be full, lora or frozen")
+        bad = sorted(set(s.train) - {"vision", "refiner", "connector", "lm"})
+        if bad:
+            raise ValueError(f"stage {s.name}: unknown parts {bad}")
+    if cfg.model.source not in ("scratch", "pretrained", "llava", "components"):
+        raise ValueError(f"model.source {cfg.model.source!r} is not one of scratch, pretrained, "
+                         "llava, components")
+    if cfg.data.source not in ("synthetic", "jsonl"):
+        raise ValueError("data.source must be synthetic or jsonl")
+    return cfg
+
+
+def _set_dotted(data: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = data
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+    node[keys[-1]] = value
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML run config; ``overrides`` are ``a.b=value`` strings (value parsed as YAML).
+
+    ``stages.0.steps=10`` style indices work for the stage list.
+    """
+    data: dict = {}
+    if path is not None:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    for item in overrides or []:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like key.sub=value")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw)
+        parts = key.split(".")
+        if parts[0] == "stages" and len(parts) >= 3 and parts[1].isdigit():
+            stages = data.setdefault("stages", [{}])
+            idx = int(parts[1])
+            while len(stages) <= idx:
+                stages.append({})
+            _set_dotted(stages[idx], ".".join(parts[2:]), value)
+        else:
+            _set_dotted(data, key, value)
+    return config_from_dict(data)
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> None:
+    """Write the effective config next to the run (what was actually used)."""
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
