@@ -621,8 +621,29 @@ class RGPTNode(LifecycleNode):
         return job.result
 
 
+def usage() -> str:
+    """--help text: how to run it and every parameter with its default."""
+    from .parameters import PARAMS
+
+    lines = ["usage: rgpt_node [--ros-args -p name:=value ... -r image:=/camera/image_raw "
+             "-r __ns:=/robot1 --params-file config/rgpt_node.yaml]", "",
+             "RegionGPT lifecycle node. Topics (relative): image (or image/compressed), masks, "
+             "label_map, refer_query in; regions, refer_result, debug_image, status out; "
+             "action refer.", "", "parameters (default) [when a change takes effect]:"]
+    for spec in PARAMS:
+        lines.append(f"  {spec.name} ({spec.default!r}) [{spec.policy}]: {spec.description}")
+    return "\n".join(lines)
+
+
 def main(args: list[str] | None = None) -> None:
     """Run the node; with autostart (default) it configures and activates itself."""
+    import sys
+
+    argv = sys.argv[1:] if args is None else args
+    user_args = argv[: argv.index("--ros-args")] if "--ros-args" in argv else argv
+    if "-h" in user_args or "--help" in user_args:
+        print(usage())
+        return
     rclpy.init(args=args)
     node = RGPTNode()
     executor = MultiThreadedExecutor(num_threads=int(node.p("max_pending_queries")) + 4)

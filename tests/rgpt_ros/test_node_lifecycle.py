@@ -140,3 +140,33 @@ def test_cleanup_and_configure_again(nodes):
     assert client.get_state() == "unconfigured"
     assert client.change_state("configure") and client.change_state("activate")
     assert client.wait_ready(30) and _served(client), log_tail(managed.log)
+
+
+def test_compressed_input_by_parameter(nodes):
+    (_, client), _ = nodes
+    from sensor_msgs.msg import CompressedImage
+
+    from rgpt_ros import conversions as conv
+    from rgpt_ros.client import make_header
+
+    assert client.change_state("deactivate")
+    assert client.set_parameters({"compressed_input": True})[0].successful
+    assert client.change_state("activate")
+    pub = client.node.create_publisher(
+        CompressedImage, "image/compressed",
+        QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
+    try:
+        end = time.monotonic() + 10
+        while pub.get_subscription_count() == 0 and time.monotonic() < end:
+            time.sleep(0.05)
+        stamp = time.time_ns()
+        header = make_header(stamp)
+        client.mask_pub.publish(conv.labels_to_image_msg(SC.labels, header))
+        pub.publish(conv.rgb_to_compressed_msg(SC.image, header, "png"))
+        msg = client.wait_regions(stamp, 30)
+        assert msg is not None and {r.id for r in msg.regions} == {r.id for r in SC.regions}
+    finally:
+        client.node.destroy_publisher(pub)
+        assert client.change_state("deactivate")
+        assert client.set_parameters({"compressed_input": False})[0].successful
+        assert client.change_state("activate")
