@@ -34,6 +34,7 @@ setup(
             "rgpt=rgpt_model.cli:main",
             "rgpt-make-synthetic=rgpt_model.data.make_synthetic:main",
             "rgpt-node=rgpt_ros.node:main",
+            "rgpt-bag=rgpt_ros.bag_cli:main",
         ],
     },
 )

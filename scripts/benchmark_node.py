@@ -117,9 +117,10 @@ def main() -> int:
             for k in range(args.warmup + args.repeats):
                 t_pub = time.perf_counter()
                 stamp = client.publish_frame(rgb, labels)
-                msg = client.wait_regions(stamp, 600)
+                msg = client.wait_regions(stamp, 120)
                 if msg is None:
-                    raise RuntimeError(f"no descriptions for a {n}-region frame")
+                    raise RuntimeError(f"no descriptions for a {n}-region frame; "
+                                       f"status {client.status}")
                 t_recv = client.regions[stamp][1]
                 if k >= args.warmup:
                     e2e.append(t_recv - t_pub)
