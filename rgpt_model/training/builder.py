@@ -40,6 +40,37 @@ def synthetic_texts(seed: int, num_scenes: int = 30, height: int = 128,
     return texts
 
 
+def sincos_2d(grid: int, dim: int) -> torch.Tensor:
+    """(grid*grid, dim) 2D sin-cos position table (MAE style), unit variance per dim."""
+    quarter = dim // 4
+    omega = 1.0 / (100.0 ** (torch.arange(quarter, dtype=torch.float32) / max(quarter - 1, 1)))
+    ys, xs = torch.meshgrid(torch.arange(grid, dtype=torch.float32),
+                            torch.arange(grid, dtype=torch.float32), indexing="ij")
+    out = []
+    for coord in (xs.flatten(), ys.flatten()):
+        ang = coord[:, None] * omega[None, :] * 2.0
+        out += [torch.sin(ang), torch.cos(ang)]
+    table = torch.cat(out, dim=1)
+    if table.shape[1] < dim:
+        table = torch.cat([table, torch.zeros(table.shape[0], dim - table.shape[1])], dim=1)
+    return table * (2.0 ** 0.5)
+
+
+@torch.no_grad()
+def init_sincos_positions(model: RGPTForCausalLM, scale: float) -> None:
+    """Start a from-scratch vision tower with strong 2D sin-cos position embeddings.
+
+    CLIP's default init makes positions ~50x weaker than patch content, so a tower trained
+    from scratch learns where things are (and hence region extent and shape) slowly.
+    """
+    vt = model.vision_tower
+    emb = getattr(vt, "vision_model", vt).embeddings
+    grid = model.config.vision_config.image_size // model.config.vision_config.patch_size
+    table = sincos_2d(grid, emb.position_embedding.weight.shape[1]) * scale
+    emb.position_embedding.weight[1:] = table.to(emb.position_embedding.weight.dtype)
+    emb.position_embedding.weight[0] = 0.0
+
+
 def scratch_config(cfg: TrainConfig, tokenizer) -> RGPTConfig:
     """RGPTConfig of a from-scratch model sized by ``cfg.model``."""
     m = cfg.model
@@ -94,6 +125,8 @@ def build_model(cfg: TrainConfig) -> tuple[RGPTForCausalLM, RGPTProcessor]:
         tokenizer = build_word_tokenizer(texts, num_region_tokens=m.num_region_tokens)
         config = scratch_config(cfg, tokenizer)
         model = RGPTForCausalLM(config)
+        if m.sincos_position_init > 0:
+            init_sincos_positions(model, m.sincos_position_init)
         processor = RGPTProcessor.from_config(tokenizer, config)
         logger.info("new model: %d words, %.2f M parameters", len(tokenizer),
                     sum(p.numel() for p in model.parameters()) / 1e6)

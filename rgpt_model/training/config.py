@@ -58,6 +58,7 @@ class ModelSpec:
     vision_feature_layer: int = -1
     freeze_vision_tower: bool = False
     num_region_tokens: int = 16
+    sincos_position_init: float = 0.0  # >0: 2D sin-cos position embeddings of this scale
 
 
 @dataclass
@@ -75,6 +76,8 @@ class DataSpec:
     seed: int = 0
     image_height: int = 128
     image_width: int = 128
+    min_objects: int = 2
+    max_objects: int = 6
     max_turns: int = 6
     task_weights: dict[str, float] = field(
         default_factory=lambda: {

@@ -76,7 +76,8 @@ class ConversationSource:
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
         d = cfg.data
-        self.scene_cfg = SceneConfig(height=d.image_height, width=d.image_width)
+        self.scene_cfg = SceneConfig(height=d.image_height, width=d.image_width,
+                                     min_objects=d.min_objects, max_objects=d.max_objects)
         self.records: list[dict] = []
         self.roots: list[Path] = []
         if d.source == "jsonl":
