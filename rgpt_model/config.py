@@ -32,7 +32,9 @@ class RGPTConfig(PretrainedConfig):
     ``refiner_hidden_size`` (the 4x transposed-conv refiner; ``None`` = vision hidden size),
     ``patch_merge_factor`` (average-pool factor on the global patch grid, 1 = LLaVA's 576 tokens),
     ``region_token_ids`` (token ids of ``<region>``, ``<region1>``...), ``freeze_vision_tower`` and
-    ``max_regions_per_prompt`` (REC candidates per prompt before chunking).
+    ``max_regions_per_prompt`` (REC candidates per prompt before chunking) and
+    ``label_vocabulary`` (the class names the model was trained to answer with; ``None`` =
+    COCO-80), which the predictor uses when a caller gives no vocabulary.
     """
 
     model_type = "rgpt"
@@ -59,6 +61,7 @@ class RGPTConfig(PretrainedConfig):
     region_token_ids: list[int] | None = None
     freeze_vision_tower: bool = True
     max_regions_per_prompt: int = 8
+    label_vocabulary: list[str] | None = None
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):

@@ -251,6 +251,11 @@ class RGPTPredictor:
     def config(self):
         return self.model.config
 
+    @property
+    def default_vocabulary(self) -> tuple[str, ...]:
+        """Labels used when a caller gives none: the model's trained label set, else COCO-80."""
+        return tuple(self.config.label_vocabulary or prompts.COCO80)
+
     # -------------------------------------------------------------------------- encoding
     @torch.no_grad()
     def encode(self, image, masks, region_ids: Sequence[int] | None = None) -> EncodedFrame:
@@ -324,15 +329,18 @@ class RGPTPredictor:
         max_new_tokens: int = 32,
     ) -> list[RegionDescription]:
         """Label and/or caption every selected region (tasks: classify, caption,
-        detailed_caption). Labels come from ``vocabulary`` (COCO-80 by default)."""
+        detailed_caption). Labels come from ``vocabulary``; by default the model's own
+        ``label_vocabulary`` (what it was trained to answer with), else COCO-80."""
         if isinstance(tasks, str):
             tasks = [t.strip() for t in tasks.split(",") if t.strip()]
         bad = [t for t in tasks if t not in DESCRIBE_TASKS]
         if bad or not tasks:
             raise InvalidQueryError(f"unknown task(s) {bad or tasks}; choose from {DESCRIBE_TASKS}")
         if vocabulary is not None and len(vocabulary) == 0:
-            raise InvalidQueryError("vocabulary is empty; pass None for COCO-80 or some labels")
-        vocab = tuple(vocabulary) if vocabulary is not None else prompts.COCO80
+            raise InvalidQueryError(
+                "vocabulary is empty; pass None for the model's default labels or some labels"
+            )
+        vocab = tuple(vocabulary) if vocabulary is not None else self.default_vocabulary
         frame = self.encode(image, masks, region_ids)
         n = len(frame.region_ids)
         if n == 0:

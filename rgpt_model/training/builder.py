@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from rgpt_model.config import RGPTConfig
+from rgpt_model.data.attributes import SHAPES
 from rgpt_model.data.synthetic import SceneConfig, generate_scene
 from rgpt_model.modeling import RGPTForCausalLM
 from rgpt_model.processor import RGPTProcessor
@@ -106,6 +107,8 @@ def scratch_config(cfg: TrainConfig, tokenizer) -> RGPTConfig:
         region_token_ids=region_token_ids(tokenizer),
         freeze_vision_tower=m.freeze_vision_tower,
         max_regions_per_prompt=8,
+        # synthetic scenes teach the shape names: the predictor's default label set
+        label_vocabulary=list(SHAPES) if cfg.data.source == "synthetic" else None,
     )
 
 

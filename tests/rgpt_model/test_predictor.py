@@ -86,3 +86,18 @@ def test_bad_inputs(predictor, scene):
         predictor.refer(img, lab, "  ")
     with pytest.raises(InvalidQueryError):
         predictor.describe(img, lab, tasks=("dance",))
+
+
+def test_default_vocabulary_is_the_models_label_set(tmp_path, scene):
+    """A model trained on its own label set answers with it when the caller gives none."""
+    from rgpt_model.predictor import RGPTPredictor
+    from rgpt_model.tiny import make_tiny_model
+
+    labels = ["circle", "square", "star"]
+    path = make_tiny_model(tmp_path / "m", seed=1, vocabulary=labels, label_vocabulary=labels)
+    predictor = RGPTPredictor.from_pretrained(path)
+    assert predictor.default_vocabulary == tuple(labels)
+    img, lab = scene
+    assert {d.label for d in predictor.describe(img, lab, tasks=("classify",))} <= set(labels)
+    reloaded = RGPTPredictor.from_pretrained(path)
+    assert reloaded.config.label_vocabulary == labels
