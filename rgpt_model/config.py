@@ -10,7 +10,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PretrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-_CLIP_L_336 = {
+CLIP_L_336 = {
     "hidden_size": 1024,
     "intermediate_size": 4096,
     "num_hidden_layers": 24,
@@ -20,7 +20,7 @@ _CLIP_L_336 = {
     "projection_dim": 768,
 }
 # Vicuna-7B v1.5 is a Llama-2-7B architecture: transformers' LlamaConfig defaults.
-_VICUNA_7B_V15 = {"max_position_embeddings": 4096, "vocab_size": 32000}
+VICUNA_7B_V15 = {"max_position_embeddings": 4096, "vocab_size": 32000}
 
 
 @strict(accept_kwargs=True)
@@ -40,10 +40,10 @@ class RGPTConfig(PretrainedConfig):
     model_type = "rgpt"
     sub_configs_defaults = {
         "vision_config": SubConfigSpec(
-            config_class=AutoConfig, model_type="clip_vision_model", init_kwargs=_CLIP_L_336
+            config_class=AutoConfig, model_type="clip_vision_model", init_kwargs=CLIP_L_336
         ),
         "text_config": SubConfigSpec(
-            config_class=AutoConfig, model_type="llama", init_kwargs=_VICUNA_7B_V15
+            config_class=AutoConfig, model_type="llama", init_kwargs=VICUNA_7B_V15
         ),
     }
 

@@ -40,26 +40,33 @@ def tiny_texts(vocabulary: Sequence[str] | None = None) -> list[str]:
     return texts
 
 
+# Sub-config sizes of the tiny model (also used by the GPU benchmark's --tiny mode).
+TINY_VISION = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "image_size": 32,
+    "patch_size": 8,
+    "projection_dim": 32,
+}
+TINY_TEXT = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+    "max_position_embeddings": 1024,
+}
+
+
 def tiny_config(vocab_size: int, **overrides) -> RGPTConfig:
     """The tiny RGPTConfig (token ids filled in by :func:`make_tiny_model`)."""
     kw = dict(
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "image_size": 32,
-            "patch_size": 8,
-            "projection_dim": 32,
-        },
+        vision_config=dict(TINY_VISION),
         text_config={
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 4,
+            **TINY_TEXT,
             "vocab_size": vocab_size,
-            "max_position_embeddings": 1024,
             "bos_token_id": 1,
             "eos_token_id": 2,
             "pad_token_id": 3,

@@ -45,11 +45,13 @@ for p in (ROOT, ROOT / "scripts"):
 from benchmark_regions import build_random_rgpt, make_scene  # noqa: E402
 
 from rgpt_model import prompts  # noqa: E402
+from rgpt_model.config import CLIP_L_336  # noqa: E402
 from rgpt_model.shared_prefix import (  # noqa: E402
     common_prefix_length,
     shared_prefix_generate,
     split_prompt_rows,
 )
+from rgpt_model.tiny import TINY_TEXT, TINY_VISION  # noqa: E402
 
 logger = logging.getLogger("benchmark_gpu")
 
@@ -64,15 +66,6 @@ NOMINAL_BANDWIDTH = [
     ("L40S", 0.864e12),
 ]
 
-CLIP_L_336 = {
-    "hidden_size": 1024,
-    "intermediate_size": 4096,
-    "num_hidden_layers": 24,
-    "num_attention_heads": 16,
-    "patch_size": 14,
-    "image_size": 336,
-    "projection_dim": 768,
-}
 VICUNA_7B = {
     "hidden_size": 4096,
     "intermediate_size": 11008,
@@ -80,23 +73,6 @@ VICUNA_7B = {
     "num_attention_heads": 32,
     "num_key_value_heads": 32,
     "max_position_embeddings": 4096,
-}
-TINY_VISION = {
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "image_size": 32,
-    "patch_size": 8,
-    "projection_dim": 32,
-}
-TINY_TEXT = {
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 4,
-    "max_position_embeddings": 1024,
 }
 
 
