@@ -162,14 +162,15 @@ class RGPTClient:
         finally:
             self.node.destroy_client(cli)
 
-    def wait_ready(self, timeout: float = 60.0) -> bool:
-        """True once the node reports active and both inputs and the action are matched."""
+    def wait_ready(self, timeout: float = 60.0, masks: bool = True) -> bool:
+        """True once the node reports active and its inputs and the action are matched
+        (``masks=False`` for a node whose regions come from prompts, not a mask topic)."""
         ok = self._wait(lambda: self.status is not None and self.status.state == "active",
                         timeout)
         end = time.monotonic() + timeout
         while ok and time.monotonic() < end:
             if (self.image_pub.get_subscription_count() > 0
-                    and self.mask_pub.get_subscription_count() > 0
+                    and (not masks or self.mask_pub.get_subscription_count() > 0)
                     and self.query_pub.get_subscription_count() > 0
                     and self.action.server_is_ready()):
                 return True

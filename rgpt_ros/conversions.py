@@ -213,3 +213,33 @@ def rgb_to_compressed_msg(rgb: np.ndarray, header=None, fmt: str = "png"):
 def stamp_to_ns(stamp) -> int:
     """builtin_interfaces/Time -> integer nanoseconds (exact, for stamp matching)."""
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def prompts_from_msg(msg) -> list:
+    """regiongpt_ros/RegionPromptArray -> rgpt_model.sam.RegionPrompt list (validated).
+
+    Ids must be positive and unique (they become the mask label values); a box counts when its
+    width and height are > 0; point z is the label (1 foreground, 0 background).
+    """
+    from rgpt_model.errors import RGPTError
+    from rgpt_model.sam import RegionPrompt
+
+    prompts, seen = [], set()
+    for k, p in enumerate(msg.prompts):
+        if p.id == 0 or p.id in seen:
+            raise ConversionError(f"prompt {k}: id {p.id} must be > 0 and unique in the array")
+        seen.add(p.id)
+        box = None
+        if p.bbox.width > 0 and p.bbox.height > 0:
+            box = (float(p.bbox.x_offset), float(p.bbox.y_offset),
+                   float(p.bbox.width), float(p.bbox.height))
+        prompt = RegionPrompt(id=int(p.id), box=box,
+                              points=[(float(q.x), float(q.y)) for q in p.points],
+                              point_labels=[int(round(q.z)) for q in p.points],
+                              label=str(p.label))
+        try:
+            prompt.validate()
+        except RGPTError as exc:
+            raise ConversionError(str(exc)) from exc
+        prompts.append(prompt)
+    return prompts

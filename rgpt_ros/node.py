@@ -31,6 +31,7 @@ from regiongpt_ros.msg import (
     ReferResult,
     RegionDescription,
     RegionDescriptionArray,
+    RegionPromptArray,
 )
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import Header
@@ -111,7 +112,8 @@ class RGPTNode(LifecycleNode):
     def __init__(self, node_name: str = NODE_NAME, **kwargs) -> None:
         super().__init__(node_name, **kwargs)
         declare_all(self)
-        for name in ("device", "dtype", "encoder_backend", "tasks"):
+        for name in ("device", "dtype", "encoder_backend", "tasks", "region_source",
+                     "sam_model_type"):
             reason = check_value(name, self.get_parameter(name).value)
             if reason:
                 raise ValueError(f"parameter {name}: {reason}")
@@ -120,6 +122,7 @@ class RGPTNode(LifecycleNode):
         self.state_label = "unconfigured"
         self.counters = StatusCounters()
         self.predictor = None
+        self.sam = None  # SamPrompter when region_source is prompts and sam_checkpoint is set
         self.model_path: Path | None = None
         self._device = "cpu"
         self._offloaded = False
@@ -220,6 +223,13 @@ class RGPTNode(LifecycleNode):
         self.predictor = RGPTPredictor.from_pretrained(
             model_path, device=device, dtype=str(self.p("dtype")),
             backend=str(self.p("encoder_backend")))
+        self.sam = None
+        if str(self.p("sam_checkpoint")).strip():
+            from rgpt_model.sam import SamPrompter
+
+            self.sam = SamPrompter.from_checkpoint(
+                Path(str(self.p("sam_checkpoint"))).expanduser(),
+                str(self.p("sam_model_type")), device=device)
         self.model_path, self._device, self._offloaded = model_path, device, False
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -261,6 +271,8 @@ class RGPTNode(LifecycleNode):
         compressed = bool(self.p("compressed_input"))
         img_type, img_topic = (CompressedImage, "image/compressed") if compressed \
             else (Image, "image")
+        region_type, region_topic = (RegionPromptArray, "prompts") \
+            if self.p("region_source") == "prompts" else (Image, "masks")
         self._sync = StampSynchronizer(float(self.p("sync_slop")), int(self.p("sync_queue_size")))
         self._mf_sync = None
         try:  # a full ROS distribution ships message_filters: prefer it
@@ -268,7 +280,7 @@ class RGPTNode(LifecycleNode):
 
             subs = [message_filters.Subscriber(self, img_type, img_topic, qos_profile=qos,
                                                callback_group=self._input_group),
-                    message_filters.Subscriber(self, Image, "masks", qos_profile=qos,
+                    message_filters.Subscriber(self, region_type, region_topic, qos_profile=qos,
                                                callback_group=self._input_group)]
             self._mf_sync = message_filters.ApproximateTimeSynchronizer(
                 subs, int(self.p("sync_queue_size")), float(self.p("sync_slop")))
@@ -281,7 +293,7 @@ class RGPTNode(LifecycleNode):
                 img_type, img_topic, lambda m: self._on_input(0, m), qos,
                 callback_group=self._input_group))
             self._subs.append(self.create_subscription(
-                Image, "masks", lambda m: self._on_input(1, m), qos,
+                region_type, region_topic, lambda m: self._on_input(1, m), qos,
                 callback_group=self._input_group))
         self._subs.append(self.create_subscription(
             LabelMap, "label_map", self._on_label_map, 10, callback_group=self._input_group))
@@ -348,6 +360,7 @@ class RGPTNode(LifecycleNode):
         self._pubs = {}
         was_cuda = self._device.startswith("cuda")
         self.predictor = None
+        self.sam = None
         gc.collect()
         if was_cuda:
             import torch
@@ -394,7 +407,8 @@ class RGPTNode(LifecycleNode):
             self.get_logger().warning(reason)
             return
         key = conv.stamp_to_ns(image_msg.header.stamp)
-        frame.label_map = self._label_maps.get(key) or self._label_maps.get(0) or {}
+        if not frame.label_map:  # prompt labels (from a detector) already name the regions
+            frame.label_map = self._label_maps.get(key) or self._label_maps.get(0) or {}
         if worker.submit_frame(frame):
             self.counters.add(frames_dropped=1)
 
@@ -405,9 +419,37 @@ class RGPTNode(LifecycleNode):
             rgb = conv.compressed_to_rgb(image_msg, limit)
         else:
             rgb = conv.image_to_rgb(image_msg, limit)
+        if isinstance(mask_msg, RegionPromptArray):
+            return self._frame_from_prompts(image_msg.header, rgb, mask_msg)
         labels = conv.labels_from_msg(mask_msg, limit)
         labels = conv.match_mask_size(labels, rgb.shape[0], rgb.shape[1])
         return Frame(image_msg.header, rgb, labels, {})
+
+    def _frame_from_prompts(self, header, rgb: np.ndarray, prompts_msg) -> Frame:
+        """Box/point prompts -> label image: SAM masks, or rectangles without a SAM checkpoint.
+
+        Where masks overlap, the later prompt's id wins the pixel; prompt labels seed the
+        region labels like a label map.
+        """
+        from rgpt_model.masks import boxes_to_masks, stack_to_label_image
+
+        prompts = conv.prompts_from_msg(prompts_msg)
+        if not prompts:
+            raise conv.ConversionError("the prompt array is empty: no regions to describe")
+        if self.sam is not None:
+            stack = self.sam.predict(rgb, prompts).masks
+        elif any(len(p.points) for p in prompts) or any(p.box is None for p in prompts):
+            raise conv.ConversionError("point prompts need SAM: set sam_checkpoint to a local "
+                                       "SAM checkpoint (boxes alone work without it)")
+        else:
+            stack = boxes_to_masks([p.box for p in prompts], rgb.shape[:2])
+        ids = [p.id for p in prompts]
+        labels = stack_to_label_image(stack, ids)
+        missing = [i for i in ids if not (labels == i).any()]
+        if missing:
+            self.get_logger().warning(f"prompts {missing} produced no mask pixels; skipped")
+        label_map = {p.id: p.label for p in prompts if p.label}
+        return Frame(header, rgb, labels, label_map)
 
     # ------------------------------------------------------------------------- frames
     def _select_regions(self, labels: np.ndarray) -> list[int]:

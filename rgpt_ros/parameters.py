@@ -49,6 +49,16 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("encoder_backend", "torch", "Region encoder (vision + refinement + pooling): "
               "torch, or onnx (ONNX Runtime with TensorRT/CUDA/CPU, whichever is usable; "
               "exported once into the cache).", "unconfigured", choices=("torch", "onnx")),
+    ParamSpec("region_source", "masks", "Where regions come from: masks (a label image on "
+              "`masks`) or prompts (regiongpt_ros/RegionPromptArray boxes/points on `prompts`, "
+              "e.g. from a detector: SAM turns them into masks when sam_checkpoint is set, "
+              "otherwise boxes become rectangles).", "inactive", choices=("masks", "prompts")),
+    ParamSpec("sam_checkpoint", "", "Local SAM checkpoint (sam_vit_b/l/h .pth) for "
+              "region_source prompts; empty = boxes become rectangular masks and point prompts "
+              "are rejected.", "unconfigured"),
+    ParamSpec("sam_model_type", "auto", "SAM variant of sam_checkpoint: auto (read off the "
+              "file), vit_b, vit_l or vit_h.", "unconfigured",
+              choices=("auto", "vit_b", "vit_l", "vit_h")),
     ParamSpec("tasks", ["classify", "caption"], "Tasks run for every frame: any of classify, "
               "caption; ['none'] publishes ids, boxes and areas only.", "live",
               choices=TASK_CHOICES),
