@@ -40,11 +40,23 @@ def test_demo_model_reads_region_colours(sample_report):
     assert sample_report["brief_caption"]["colour_accuracy"] >= 0.9
 
 
+def test_committed_report_describes_the_committed_model(sample_report):
+    """The report next to the weights must be this model's: a fresh sample agrees with it."""
+    committed = _report()
+    for section, key in (("classification", "accuracy"), ("rec", "accuracy"),
+                         ("brief_caption", "colour_accuracy")):
+        if key in committed.get(section, {}):
+            fresh, stored = sample_report[section][key], committed[section][key]
+            assert abs(fresh - stored) <= 0.25, (section, key, fresh, stored)
+
+
+_TARGETS_MET = (DEMO_MODEL_DIR / "eval_report.json").is_file() and _report()["targets"]["all_met"]
+
+
+@pytest.mark.xfail(not _TARGETS_MET, strict=True,
+                   reason="the committed eval_report.json records missed targets; a model that "
+                          "meets them must come with a new report")
 def test_demo_model_meets_targets_on_test_sample(sample_report):
-    committed = _report()["targets"]
-    if not committed["all_met"]:
-        missed = {k: v["value"] for k, v in committed.items() if k != "all_met" and not v["met"]}
-        pytest.xfail(f"the committed demo model misses its targets on the test split: {missed}")
     rep = sample_report
     assert rep["classification"]["accuracy"] >= 0.9, rep["classification"]
     assert rep["rec"]["accuracy"] >= 0.8, rep["rec"]
