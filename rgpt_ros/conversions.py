@@ -155,11 +155,6 @@ def match_mask_size(labels: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def rgb_to_image_msg(rgb: np.ndarray, header=None, encoding: str = "rgb8"):
     """HxWx3 uint8 RGB (or HxW mono8) -> sensor_msgs/Image; used for debug images and tests."""
-    from sensor_msgs.msg import Image
-
-    msg = Image()
-    if header is not None:
-        msg.header = header
     arr = np.ascontiguousarray(rgb)
     if encoding == "bgr8":
         arr = np.ascontiguousarray(arr[:, :, ::-1])
@@ -169,21 +164,21 @@ def rgb_to_image_msg(rgb: np.ndarray, header=None, encoding: str = "rgb8"):
         arr = np.ascontiguousarray(np.concatenate([base, alpha], axis=2))
     elif encoding == "mono8" and arr.ndim == 3:
         arr = np.ascontiguousarray(arr.mean(axis=2).astype(np.uint8))
-    msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
-    msg.encoding = encoding
-    msg.is_bigendian = 0
-    msg.step = int(arr.strides[0])
-    msg.data = arr.tobytes()
-    return msg
+    return _array_to_image_msg(arr, encoding, header)
 
 
 def labels_to_image_msg(labels: np.ndarray, header=None, encoding: str = "mono16"):
     """HxW label array -> sensor_msgs/Image label image in the given encoding."""
-    from sensor_msgs.msg import Image
-
     if encoding not in MASK_ENCODINGS:
         raise ConversionError(f"unsupported mask encoding {encoding!r}")
     arr = np.ascontiguousarray(labels.astype(MASK_ENCODINGS[encoding].newbyteorder("<")))
+    return _array_to_image_msg(arr, encoding, header)
+
+
+def _array_to_image_msg(arr: np.ndarray, encoding: str, header=None):
+    """C-contiguous little-endian HxW[xC] array -> sensor_msgs/Image with tight rows."""
+    from sensor_msgs.msg import Image
+
     msg = Image()
     if header is not None:
         msg.header = header
