@@ -34,7 +34,9 @@ class RGPTConfig(PretrainedConfig):
     ``region_token_ids`` (token ids of ``<region>``, ``<region1>``...), ``freeze_vision_tower`` and
     ``max_regions_per_prompt`` (REC candidates per prompt before chunking) and
     ``label_vocabulary`` (the class names the model was trained to answer with; ``None`` =
-    COCO-80), which the predictor uses when a caller gives no vocabulary.
+    COCO-80), which the predictor uses when a caller gives no vocabulary;
+    ``use_mask_encoder`` / ``mask_encoder_resolution`` add a silhouette embedding of each mask
+    to its pooled feature (:mod:`rgpt_model.mask_encoder`; off = the paper's pure pooling).
     """
 
     model_type = "rgpt"
@@ -62,6 +64,8 @@ class RGPTConfig(PretrainedConfig):
     freeze_vision_tower: bool = True
     max_regions_per_prompt: int = 8
     label_vocabulary: list[str] | None = None
+    use_mask_encoder: bool = False
+    mask_encoder_resolution: int = 128
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):

@@ -25,6 +25,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from .config import RGPTConfig
 from .connector import RGPTConnector
 from .errors import ModelLoadError, RegionCountMismatchError
+from .mask_encoder import MaskShapeEncoder
 from .mask_pooling import mask_pool, resize_masks
 from .refinement import FeatureRefiner
 
@@ -47,6 +48,10 @@ class RGPTForCausalLM(PreTrainedModel):
         vdim = config.vision_config.hidden_size
         self.refiner = (
             FeatureRefiner(vdim, config.refiner_hidden_size) if config.use_refinement else None
+        )
+        self.mask_encoder = (
+            MaskShapeEncoder(vdim, config.mask_encoder_resolution)
+            if config.use_mask_encoder else None
         )
         self.connector = RGPTConnector(
             vdim,
@@ -100,10 +105,16 @@ class RGPTForCausalLM(PreTrainedModel):
         masks: torch.Tensor,
         region_image_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Refine the grid (if enabled) and mask-pool: masks (R, H, W) any size -> (R, C)."""
+        """Refine the grid (if enabled) and mask-pool: masks (R, H, W) any size -> (R, C).
+
+        With ``use_mask_encoder`` the mask's silhouette embedding is added to the pooled feature.
+        """
         fmap = self.refiner(grid) if self.refiner is not None else grid
         weights = resize_masks(masks, tuple(fmap.shape[-2:])).to(fmap.dtype)
-        return mask_pool(fmap, weights, region_image_index)
+        pooled = mask_pool(fmap, weights, region_image_index)
+        if self.mask_encoder is not None:
+            pooled = pooled + self.mask_encoder(masks).to(pooled.dtype)
+        return pooled
 
     def encode_regions(
         self,

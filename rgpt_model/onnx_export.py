@@ -52,6 +52,8 @@ class _VisionSide(nn.Module):
         conv = (lambda m: m) if same else (lambda m: copy.deepcopy(m).to(dtype))
         self.vision_tower = conv(model.vision_tower)
         self.refiner = conv(model.refiner) if model.refiner is not None else None
+        encoder = getattr(model, "mask_encoder", None)
+        self.mask_encoder = conv(encoder) if encoder is not None else None
         cls = type(model)
         self._fns = {
             k: getattr(cls, k).__get__(self)
@@ -79,10 +81,14 @@ def model_fingerprint(model: nn.Module) -> str:
         "use_refinement",
         "refiner_hidden_size",
         "patch_merge_factor",
+        "use_mask_encoder",
+        "mask_encoder_resolution",
     )
     h.update(json.dumps({k: getattr(cfg, k, None) for k in keys}, sort_keys=True).encode())
     h.update(json.dumps(cfg.vision_config.to_dict(), sort_keys=True, default=str).encode())
-    parts = [model.vision_tower] + ([model.refiner] if model.refiner is not None else [])
+    parts = [model.vision_tower] + [
+        m for m in (model.refiner, getattr(model, "mask_encoder", None)) if m is not None
+    ]
     for part in parts:
         for name, t in sorted(part.state_dict().items()):
             h.update(name.encode())

@@ -102,6 +102,7 @@ def scratch_config(cfg: TrainConfig, tokenizer) -> RGPTConfig:
         image_size=v.image_size,
         patch_merge_factor=m.patch_merge_factor,
         refiner_hidden_size=m.refiner_hidden_size,
+        use_mask_encoder=m.mask_encoder,
         vision_feature_layer=m.vision_feature_layer,
         image_token_id=vocab["<image>"],
         region_token_ids=region_token_ids(tokenizer),

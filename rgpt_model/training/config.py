@@ -59,6 +59,7 @@ class ModelSpec:
     freeze_vision_tower: bool = False
     num_region_tokens: int = 16
     sincos_position_init: float = 0.0  # >0: 2D sin-cos position embeddings of this scale
+    mask_encoder: bool = False  # add a mask silhouette embedding (rgpt_model.mask_encoder)
 
 
 @dataclass
@@ -97,8 +98,9 @@ class DataSpec:
 class StageSpec:
     """One training stage. ``train``: which parts learn.
 
-    Parts: ``vision``, ``refiner``, ``connector``, ``lm`` (``lm_mode``: ``full``, ``lora`` or
-    ``frozen``). Stage 1 of the paper = refiner + connector; stage 2 adds the LM.
+    Parts: ``vision``, ``refiner`` (with the mask encoder, if any), ``connector``, ``lm``
+    (``lm_mode``: ``full``, ``lora`` or ``frozen``). Stage 1 of the paper = refiner +
+    connector; stage 2 adds the LM.
     ``lm_loss: false`` makes a vision-only stage trained by the auxiliary region-attribute loss
     alone (``aux_loss_weight``): a stand-in for CLIP pretraining when the tower starts from
     scratch, as in the demo model.
@@ -112,6 +114,9 @@ class StageSpec:
     warmup_steps: int = 20
     lm_loss: bool = True
     images_per_step: int | None = None  # None = the run's images_per_step
+    # Share of images shown as grey repaints (shape only, no colour labels); vision-only
+    # stages, see rgpt_model.training.augment.
+    grey_fraction: float = 0.0
 
 
 @dataclass
@@ -143,6 +148,7 @@ class TrainConfig:
     log_every: int = 10
     save_dtype: str = "float32"
     max_minutes: float | None = None
+    data_workers: int = 0  # processes preparing batches ahead (0 = in the training process)
     aux_loss_weight: float = 0.0
     model: ModelSpec = field(default_factory=ModelSpec)
     data: DataSpec = field(default_factory=DataSpec)

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from rgpt_model.data.synthetic import SceneConfig, generate_scene
 from rgpt_model.modeling import RGPTForCausalLM
 from rgpt_model.processor import RGPTProcessor
+from rgpt_model.training.augment import grey_repaint
 from rgpt_model.training.config import StageSpec, TrainConfig, save_config
 from rgpt_model.training.samples import (
     Conversation,
@@ -64,10 +65,23 @@ class AuxHeads(torch.nn.Module):
 
         x = self.norm(feats.float())
         attrs = attrs.to(x.device)
+        colour = attrs[:, 1].long()  # -1 = no colour (grey repaint)
+        colour_loss = (F.cross_entropy(self.colour(x), colour, ignore_index=-1)
+                       if bool((colour >= 0).any()) else x.new_zeros(()))
         return (F.cross_entropy(self.shape(x), attrs[:, 0].long())
-                + F.cross_entropy(self.colour(x), attrs[:, 1].long())
+                + colour_loss
                 + F.cross_entropy(self.size(x), attrs[:, 2].long())
                 + 10.0 * F.mse_loss(self.centroid(x), attrs[:, 3:5]))
+
+
+def shape_only_view(conv: Conversation, rng: np.random.Generator) -> Conversation:
+    """``conv`` with its objects repainted grey and colour labels dropped (vision stage)."""
+    attrs = None
+    if conv.attributes is not None:
+        attrs = conv.attributes.copy()
+        attrs[:, 1] = -1
+    return Conversation(grey_repaint(conv.image, conv.masks, rng), conv.masks, conv.turns,
+                        attrs)
 
 
 class ConversationSource:
@@ -169,8 +183,8 @@ class Trainer:
                 target_modules=list(lc.target_modules), bias="none"))
             self.lora_active = True
         m.requires_grad_(False)
-        parts = {"vision": [m.vision_tower], "refiner": [m.refiner] if m.refiner else [],
-                 "connector": [m.connector]}
+        region_side = [x for x in (m.refiner, m.mask_encoder) if x is not None]
+        parts = {"vision": [m.vision_tower], "refiner": region_side, "connector": [m.connector]}
         for name in stage.train:
             if name == "lm":
                 continue
@@ -214,9 +228,12 @@ class Trainer:
         p = self.processor
         samples, pix, masks, attrs = [], [], [], []
         n_turns = 0
+        grey_rng = np.random.default_rng([self.cfg.seed, step, micro, 1])
         for conv in convs:
             if not conv.turns:
                 continue
+            if stage.grey_fraction > 0 and grey_rng.random() < stage.grey_fraction:
+                conv = shape_only_view(conv, grey_rng)
             pv, tf = p.preprocess_image(conv.image)
             samples.append(encode_conversation(
                 conv, p.tokenizer, p.image_token_id, p.num_global_tokens, self._region_ids,
@@ -231,7 +248,7 @@ class Trainer:
             if len(attrs) != len(samples):
                 raise ValueError("aux_loss_weight needs region attributes (synthetic data)")
             batch["region_attributes"] = torch.cat(attrs)
-        return {k: v.to(self.device) for k, v in batch.items()}, n_turns
+        return batch, n_turns
 
     def loss(self, batch: dict[str, torch.Tensor], lm_loss: bool = True) -> torch.Tensor:
         """Answer-token LM loss (+ weighted auxiliary region-attribute loss); one vision pass."""
@@ -312,6 +329,26 @@ class Trainer:
         for micro in range(self.cfg.grad_accum):
             yield self.make_batch(step, micro)
 
+    def _step_batches(self, first: int, total: int) -> Iterator[list]:
+        """Micro-batches of steps ``first..total-1``, made by ``data_workers`` processes.
+
+        Scene rendering and tokenization cost about as much as a small model's step on the
+        CPU, so a worker prepares the next steps while this process trains. A step's data
+        depends only on (seed, step), so workers change nothing but the speed.
+        """
+        if self.cfg.data_workers <= 0:
+            for step in range(first, total):
+                yield [(self._to_device(b), n) for b, n in self._micro_batches(step)]
+            return
+        loader = torch.utils.data.DataLoader(
+            _StepData(self), batch_size=None, sampler=range(first, total),
+            num_workers=self.cfg.data_workers, prefetch_factor=4, persistent_workers=False)
+        for micro in loader:
+            yield [(self._to_device(b), n) for b, n in micro]
+
+    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.device) for k, v in batch.items()}
+
     def train(self, resume: bool = False, stop_at: int | None = None) -> dict:
         """Run to ``total_steps`` (resuming when asked); returns a summary.
 
@@ -331,6 +368,7 @@ class Trainer:
                    unit="step", dynamic_ncols=True)
         self.model.train()
         stopped_early = False
+        batches = self._step_batches(self.step, total)
         try:
             while self.step < total:
                 idx, _, _ = self.stage_at(self.step)
@@ -341,7 +379,7 @@ class Trainer:
                     g["lr"] = lr
                 loss_sum = 0.0
                 stage = self.cfg.stages[self.stage_index]
-                for batch, n_turns in self._micro_batches(self.step):
+                for batch, n_turns in next(batches):
                     loss = self.loss(batch, stage.lm_loss)
                     (loss / cfg.grad_accum).backward()
                     loss_sum += float(loss.detach()) / cfg.grad_accum
@@ -380,3 +418,15 @@ class Trainer:
         return {"steps": self.step, "seconds": time.time() - t0,
                 "final_loss": self.history[-1]["loss"] if self.history else None,
                 "stopped_early": stopped_early}
+
+
+class _StepData(torch.utils.data.Dataset):
+    """Index = training step; item = that step's micro-batches (CPU tensors)."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.make_batch = trainer.make_batch
+        self.grad_accum = trainer.cfg.grad_accum
+
+    def __getitem__(self, step: int) -> list[tuple[dict[str, torch.Tensor], int]]:
+        torch.set_num_threads(1)
+        return [self.make_batch(step, micro) for micro in range(self.grad_accum)]
