@@ -36,7 +36,10 @@ class RGPTConfig(PretrainedConfig):
     ``label_vocabulary`` (the class names the model was trained to answer with; ``None`` =
     COCO-80), which the predictor uses when a caller gives no vocabulary;
     ``use_mask_encoder`` / ``mask_encoder_resolution`` add a silhouette embedding of each mask
-    to its pooled feature (:mod:`rgpt_model.mask_encoder`; off = the paper's pure pooling).
+    to its pooled feature (:mod:`rgpt_model.mask_encoder`; off = the paper's pure pooling);
+    ``region_placeholder_identity`` adds each region feature to its placeholder's embedding
+    instead of replacing it (off = the paper's replacement), so numbered placeholders keep
+    their number, which REC answers ("Region [k]") refer to.
     """
 
     model_type = "rgpt"
@@ -66,6 +69,7 @@ class RGPTConfig(PretrainedConfig):
     label_vocabulary: list[str] | None = None
     use_mask_encoder: bool = False
     mask_encoder_resolution: int = 128
+    region_placeholder_identity: bool = False
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):

@@ -147,7 +147,9 @@ class RGPTForCausalLM(PreTrainedModel):
         region_feature_index: torch.Tensor | None = None,
         sample_image_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Token embeddings with ``<image>`` and region placeholders replaced.
+        """Token embeddings with ``<image>`` and region placeholders replaced (with
+        ``region_placeholder_identity``, the region feature is added to the placeholder's own
+        embedding instead, so ``<region3>`` still tells the LM it is candidate 3).
 
         global_embeds: (N_img, T, D) projected global tokens; sample ``b`` uses image
         ``sample_image_index[b]`` (default: b, or 0 when there is a single image).
@@ -205,7 +207,10 @@ class RGPTForCausalLM(PreTrainedModel):
                     f"region_feature_index refers to region {int(region_feature_index.max())} "
                     f"but only {n_feats} region feature(s) were given"
                 )
-            sel = region_embeds[region_feature_index.to(region_embeds.device)]
+            sel = region_embeds[region_feature_index.to(region_embeds.device)].to(embeds.dtype)
+            if cfg.region_placeholder_identity:
+                # keep what the placeholder token says ("I am <region3>"): REC answers by number
+                sel = sel + embeds[reg_mask.to(embeds.device)]
             embeds = embeds.masked_scatter(
                 reg_mask.unsqueeze(-1).to(embeds.device), sel.to(embeds.dtype)
             )

@@ -60,6 +60,7 @@ class ModelSpec:
     num_region_tokens: int = 16
     sincos_position_init: float = 0.0  # >0: 2D sin-cos position embeddings of this scale
     mask_encoder: bool = False  # add a mask silhouette embedding (rgpt_model.mask_encoder)
+    region_placeholder_identity: bool = False  # add region features to <regionK> embeddings
 
 
 @dataclass
