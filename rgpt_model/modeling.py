@@ -211,9 +211,7 @@ class RGPTForCausalLM(PreTrainedModel):
             if cfg.region_placeholder_identity:
                 # keep what the placeholder token says ("I am <region3>"): REC answers by number
                 sel = sel + embeds[reg_mask.to(embeds.device)]
-            embeds = embeds.masked_scatter(
-                reg_mask.unsqueeze(-1).to(embeds.device), sel.to(embeds.dtype)
-            )
+            embeds = embeds.masked_scatter(reg_mask.unsqueeze(-1).to(embeds.device), sel)
         return embeds
 
     def prepare_inputs_embeds(

@@ -52,8 +52,7 @@ class _VisionSide(nn.Module):
         conv = (lambda m: m) if same else (lambda m: copy.deepcopy(m).to(dtype))
         self.vision_tower = conv(model.vision_tower)
         self.refiner = conv(model.refiner) if model.refiner is not None else None
-        encoder = getattr(model, "mask_encoder", None)
-        self.mask_encoder = conv(encoder) if encoder is not None else None
+        self.mask_encoder = conv(model.mask_encoder) if model.mask_encoder is not None else None
         cls = type(model)
         self._fns = {
             k: getattr(cls, k).__get__(self)
@@ -86,9 +85,7 @@ def model_fingerprint(model: nn.Module) -> str:
     )
     h.update(json.dumps({k: getattr(cfg, k, None) for k in keys}, sort_keys=True).encode())
     h.update(json.dumps(cfg.vision_config.to_dict(), sort_keys=True, default=str).encode())
-    parts = [model.vision_tower] + [
-        m for m in (model.refiner, getattr(model, "mask_encoder", None)) if m is not None
-    ]
+    parts = [model.vision_tower] + [m for m in (model.refiner, model.mask_encoder) if m is not None]
     for part in parts:
         for name, t in sorted(part.state_dict().items()):
             h.update(name.encode())

@@ -342,7 +342,8 @@ class Trainer:
             return
         loader = torch.utils.data.DataLoader(
             _StepData(self), batch_size=None, sampler=range(first, total),
-            num_workers=self.cfg.data_workers, prefetch_factor=4, persistent_workers=False)
+            num_workers=self.cfg.data_workers, prefetch_factor=4, persistent_workers=False,
+            worker_init_fn=_one_thread)
         for micro in loader:
             yield [(self._to_device(b), n) for b, n in micro]
 
@@ -424,9 +425,12 @@ class _StepData(torch.utils.data.Dataset):
     """Index = training step; item = that step's micro-batches (CPU tensors)."""
 
     def __init__(self, trainer: Trainer) -> None:
-        self.make_batch = trainer.make_batch
-        self.grad_accum = trainer.cfg.grad_accum
+        self.trainer = trainer
 
     def __getitem__(self, step: int) -> list[tuple[dict[str, torch.Tensor], int]]:
-        torch.set_num_threads(1)
-        return [self.make_batch(step, micro) for micro in range(self.grad_accum)]
+        return list(self.trainer._micro_batches(step))
+
+
+def _one_thread(_worker_id: int) -> None:
+    """Data workers render scenes; they must not compete with training for OpenMP threads."""
+    torch.set_num_threads(1)
