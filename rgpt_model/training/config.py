@@ -118,6 +118,11 @@ class StageSpec:
     # Share of images shown as grey repaints (shape only, no colour labels); vision-only
     # stages, see rgpt_model.training.augment.
     grey_fraction: float = 0.0
+    # Data overrides for this stage (None = the run's ``data`` setting). A curriculum uses
+    # them: REC first on scenes with few objects and many REC turns, then on full scenes.
+    task_weights: dict[str, float] | None = None
+    max_turns: int | None = None
+    max_objects: int | None = None
 
 
 @dataclass
@@ -206,6 +211,9 @@ def config_from_dict(data: dict) -> TrainConfig:
         bad = sorted(set(s.train) - {"vision", "refiner", "connector", "lm"})
         if bad:
             raise ValueError(f"stage {s.name}: unknown parts {bad}")
+        if s.max_objects is not None and s.max_objects < cfg.data.min_objects:
+            raise ValueError(f"stage {s.name}: max_objects {s.max_objects} is below "
+                             f"data.min_objects {cfg.data.min_objects}")
     if cfg.model.source not in ("scratch", "pretrained", "llava", "components"):
         raise ValueError(f"model.source {cfg.model.source!r} is not one of scratch, pretrained, "
                          "llava, components")

@@ -7,6 +7,7 @@ run therefore continues with exactly the batches an uninterrupted run would have
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -104,17 +105,24 @@ class ConversationSource:
             if not self.records:
                 raise ValueError(f"no records in {d.jsonl}")
 
-    def batch(self, step: int, micro: int, n: int | None = None) -> list[Conversation]:
+    def batch(self, step: int, micro: int, stage: StageSpec | None = None) -> list[Conversation]:
+        """Conversations of (step, micro); ``stage`` may override the data settings."""
         d = self.cfg.data
-        n = n or self.cfg.images_per_step
+        stage = stage or StageSpec()
+        n = stage.images_per_step or self.cfg.images_per_step
         rng = np.random.default_rng([self.cfg.seed, step, micro])
         if d.source == "synthetic":
             first = (step * self.cfg.grad_accum + micro) * 64
+            scene_cfg = self.scene_cfg
+            if stage.max_objects is not None:
+                scene_cfg = dataclasses.replace(scene_cfg, max_objects=stage.max_objects)
+            weights = stage.task_weights or d.task_weights
+            turns = stage.max_turns or d.max_turns
             out = []
             for j in range(n):
-                scene = generate_scene(d.seed, first + j, "train", self.scene_cfg)
-                conv = scene_conversation(scene, rng, d.task_weights, d.max_turns,
-                                          d.prompt_variants, d.negative_rec_fraction)
+                scene = generate_scene(d.seed, first + j, "train", scene_cfg)
+                conv = scene_conversation(scene, rng, weights, turns, d.prompt_variants,
+                                          d.negative_rec_fraction)
                 out.append(conv)
             return out
         from rgpt_model.data.jsonl_format import load_record
@@ -224,7 +232,7 @@ class Trainer:
     def make_batch(self, step: int, micro: int) -> tuple[dict[str, torch.Tensor], int]:
         """Tokenized, collated batch of (step, micro) and its number of answer turns."""
         _, stage, _ = self.stage_at(step)
-        convs = self.source.batch(step, micro, stage.images_per_step)
+        convs = self.source.batch(step, micro, stage)
         p = self.processor
         samples, pix, masks, attrs = [], [], [], []
         n_turns = 0

@@ -1,0 +1,51 @@
+"""Per-stage data overrides: the REC curriculum of the demo model relies on them."""
+
+import pytest
+
+from rgpt_model.training.config import config_from_dict
+from rgpt_model.training.trainer import ConversationSource, Trainer
+
+from .conftest import tiny_run_dict
+
+FEW_OBJECTS_REC = {"name": "rec_few", "steps": 2, "max_objects": 2, "max_turns": 3,
+                   "task_weights": {"rec": 1.0}}
+
+
+def test_stage_overrides_scene_size_turns_and_tasks(tmp_path):
+    d = tiny_run_dict(tmp_path)
+    d["data"]["min_objects"] = 2
+    d["data"]["max_objects"] = 6
+    d["stages"] = [FEW_OBJECTS_REC, {"name": "all", "steps": 2}]
+    cfg = config_from_dict(d)
+    source = ConversationSource(cfg)
+    few, full = cfg.stages
+    for step in range(6):
+        convs = source.batch(step, 0, few)
+        assert len(convs) == cfg.images_per_step
+        for conv in convs:
+            assert conv.masks.shape[0] == 2
+            assert 1 <= len(conv.turns) <= 3
+            assert {t.task for t in conv.turns} == {"rec"}
+    default = [c for step in range(6) for c in source.batch(step, 0, full)]
+    assert max(c.masks.shape[0] for c in default) > 2
+    assert max(len(c.turns) for c in default) == cfg.data.max_turns
+    assert len({t.task for c in default for t in c.turns}) > 1
+
+
+def test_trainer_batches_follow_the_stage_of_the_step(tmp_path):
+    d = tiny_run_dict(tmp_path)
+    d["stages"] = [FEW_OBJECTS_REC, {"name": "all", "steps": 2}]
+    trainer = Trainer(config_from_dict(d), progress=False)
+    batch, n_turns = trainer.make_batch(0, 0)  # stage rec_few
+    assert batch["masks"].shape[0] == 2 * batch["pixel_values"].shape[0]
+    assert n_turns <= 3 * batch["pixel_values"].shape[0]
+    summary = trainer.train()
+    assert summary["steps"] == 4
+
+
+def test_stage_max_objects_below_min_objects_is_an_error(tmp_path):
+    d = tiny_run_dict(tmp_path)
+    d["data"]["min_objects"] = 3
+    d["stages"] = [{"name": "s", "steps": 1, "max_objects": 2}]
+    with pytest.raises(ValueError, match="max_objects 2 is below data.min_objects 3"):
+        config_from_dict(d)
