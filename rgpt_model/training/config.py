@@ -123,6 +123,9 @@ class StageSpec:
     task_weights: dict[str, float] | None = None
     max_turns: int | None = None
     max_objects: int | None = None
+    # Weight of the REC attention-supervision loss (rgpt_model.training.rec_attention);
+    # 0 = off. Needs eager attention in the LM, which the trainer switches on.
+    rec_attention_weight: float = 0.0
 
 
 @dataclass

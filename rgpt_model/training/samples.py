@@ -12,6 +12,7 @@ same token can carry different regions in different turns).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -154,11 +155,16 @@ def vocabulary_texts() -> list[str]:
 # ------------------------------------------------------------------------------ encoding
 @dataclass
 class EncodedSample:
-    """Token ids, labels (answer tokens only) and mask row per region placeholder."""
+    """Token ids, labels (answer tokens only) and mask row per region placeholder.
+
+    ``rec_pointers``: (query position, target placeholder position) per REC turn with one
+    answer region; the query position is the token that predicts the region number.
+    """
 
     input_ids: list[int]
     labels: list[int]
     region_rows: list[int]
+    rec_pointers: list[tuple[int, int]] = field(default_factory=list)
 
 
 def encode_conversation(
@@ -178,6 +184,7 @@ def encode_conversation(
     ids: list[int] = []
     labels: list[int] = []
     rows: list[int] = []
+    pointers: list[tuple[int, int]] = []
     bos = tokenizer.bos_token_id
     if bos is not None:
         ids.append(bos)
@@ -213,12 +220,33 @@ def encode_conversation(
             local = k if p is None else p - 1
             k += p is None
             rows.append(turn.regions[local])
+        answer_start = len(ids)
         add(" " + turn.answer, True)
+        if turn.task == "rec":
+            pointer = _rec_pointer(turn.answer, places, ids, start, answer_start, tokenizer,
+                                   region_token_ids)
+            if pointer is not None:
+                pointers.append(pointer)
         ids.append(eos)
         labels.append(eos)
         if max_length is not None and len(ids) > max_length:
             raise ValueError(f"conversation longer than max_length={max_length}")
-    return EncodedSample(ids, labels, rows)
+    return EncodedSample(ids, labels, rows, pointers)
+
+
+def _rec_pointer(answer: str, places: list[int | None], ids: list[int], turn_start: int,
+                 answer_start: int, tokenizer, region_token_ids: set[int]
+                 ) -> tuple[int, int] | None:
+    """(query, key) positions of a "Region [k]" answer, or None (no-match, unparsable)."""
+    found = re.fullmatch(r"Region \[(\d+)\]", answer.strip())
+    if found is None or int(found.group(1)) not in places:
+        return None
+    head = tokenizer(" " + answer[: answer.index("[") + 1], add_special_tokens=False)
+    head = head["input_ids"]
+    if ids[answer_start:answer_start + len(head)] != head:
+        return None  # the tokenizer merges "[" with the number: no clean query position
+    region_positions = [i for i in range(turn_start, answer_start) if ids[i] in region_token_ids]
+    return answer_start + len(head) - 1, region_positions[places.index(int(found.group(1)))]
 
 
 def collate(
@@ -240,7 +268,9 @@ def collate(
     feat_index: list[int] = []
     offset = 0
     image_index: list[int] = []
+    pointers: list[tuple[int, int, int]] = []
     for b, s in enumerate(samples):
+        pointers.extend((b, q, k) for q, k in s.rec_pointers)
         n = len(s.input_ids)
         input_ids[b, :n] = torch.tensor(s.input_ids)
         labels[b, :n] = torch.tensor(s.labels)
@@ -257,4 +287,5 @@ def collate(
         "region_image_index": torch.tensor(image_index, dtype=torch.long),
         "region_feature_index": torch.tensor(feat_index, dtype=torch.long),
         "sample_image_index": torch.arange(bsz, dtype=torch.long),
+        "rec_pointers": torch.tensor(pointers, dtype=torch.long).reshape(-1, 3),
     }

@@ -24,6 +24,7 @@ from rgpt_model.modeling import RGPTForCausalLM
 from rgpt_model.processor import RGPTProcessor
 from rgpt_model.training.augment import grey_repaint
 from rgpt_model.training.config import StageSpec, TrainConfig, save_config
+from rgpt_model.training.rec_attention import rec_attention_loss
 from rgpt_model.training.samples import (
     Conversation,
     Turn,
@@ -164,6 +165,9 @@ class Trainer:
         self.lora_active = False
         self._region_ids = set(model.config.region_token_ids)
         self.history: list[dict] = []
+        self._lm_attention = self.model.language_model.config._attn_implementation
+        if any(s.rec_attention_weight > 0 for s in cfg.stages):  # eager returns the weights
+            self.model.language_model.set_attn_implementation("eager")
         self.aux_heads: AuxHeads | None = None
         if cfg.aux_loss_weight > 0:
             torch.manual_seed(cfg.seed + 1)
@@ -258,8 +262,10 @@ class Trainer:
             batch["region_attributes"] = torch.cat(attrs)
         return batch, n_turns
 
-    def loss(self, batch: dict[str, torch.Tensor], lm_loss: bool = True) -> torch.Tensor:
-        """Answer-token LM loss (+ weighted auxiliary region-attribute loss); one vision pass."""
+    def loss(self, batch: dict[str, torch.Tensor], lm_loss: bool = True,
+             rec_attention_weight: float = 0.0) -> torch.Tensor:
+        """Answer-token LM loss (+ weighted auxiliary region-attribute and REC attention
+        losses); one vision pass."""
         m = self.model
         g, r = m.encode_regions(batch["pixel_values"], batch["masks"],
                                 batch["region_image_index"])
@@ -271,9 +277,13 @@ class Trainer:
             embeds = m.merge_embeddings(batch["input_ids"], m.project(g), m.project(r),
                                         batch["region_feature_index"],
                                         batch["sample_image_index"])
+            supervise = rec_attention_weight > 0 and batch["rec_pointers"].numel() > 0
             out = m(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
-                    labels=batch["labels"])
+                    labels=batch["labels"], output_attentions=supervise)
             total = total + out.loss
+            if supervise:
+                total = total + rec_attention_weight * rec_attention_loss(
+                    out.attentions, batch["rec_pointers"])
         return total
 
     # ------------------------------------------------------------------ checkpoints
@@ -327,7 +337,9 @@ class Trainer:
         model.eval()
         import copy
 
-        copy.deepcopy(model).to("cpu", dtype).save_pretrained(path)
+        saved = copy.deepcopy(model).to("cpu", dtype)
+        saved.language_model.set_attn_implementation(self._lm_attention)  # eager was for training
+        saved.save_pretrained(path)
         self.processor.save_pretrained(path)
         save_config(self.cfg, path / "train_config.yaml")
         return path
@@ -389,7 +401,7 @@ class Trainer:
                 loss_sum = 0.0
                 stage = self.cfg.stages[self.stage_index]
                 for batch, n_turns in next(batches):
-                    loss = self.loss(batch, stage.lm_loss)
+                    loss = self.loss(batch, stage.lm_loss, stage.rec_attention_weight)
                     (loss / cfg.grad_accum).backward()
                     loss_sum += float(loss.detach()) / cfg.grad_accum
                     turns_done += n_turns

@@ -1,0 +1,87 @@
+"""REC attention supervision: where it points, that it trains the head, that export undoes it."""
+
+import numpy as np
+import torch
+
+from rgpt_model import prompts
+from rgpt_model.modeling import RGPTForCausalLM
+from rgpt_model.tokenization import build_word_tokenizer, region_token_ids
+from rgpt_model.training.config import config_from_dict
+from rgpt_model.training.rec_attention import SUPERVISED_HEAD, rec_attention_loss
+from rgpt_model.training.samples import (
+    Conversation,
+    Turn,
+    collate,
+    encode_conversation,
+    vocabulary_texts,
+)
+from rgpt_model.training.trainer import Trainer
+
+from .conftest import tiny_run_dict
+
+
+def _tok():
+    return build_word_tokenizer(vocabulary_texts() + [prompts.SYSTEM_PROMPT, "USER ASSISTANT"],
+                                num_region_tokens=8)
+
+
+def test_pointers_go_from_the_token_before_the_number_to_the_target_placeholder():
+    tok = _tok()
+    image_id = tok.convert_tokens_to_ids("<image>")
+    conv = Conversation(np.zeros((8, 8, 3), np.uint8), np.ones((4, 8, 8), bool), [
+        Turn(prompts.classification_prompt(1), "circle", [2], "classify"),
+        Turn(prompts.rec_prompt("the red star", 4), "Region [3]", [1, 0, 3, 2], "rec"),
+        Turn(prompts.rec_prompt("the blue heart", 4), prompts.NO_MATCH_ANSWER, [0, 1, 2, 3],
+             "rec"),
+        Turn(prompts.rec_prompt("the large cross", 2), "Region [1]", [3, 2], "rec"),
+    ])
+    enc = encode_conversation(conv, tok, image_id, 5, set(region_token_ids(tok)))
+    assert len(enc.rec_pointers) == 2  # the no-match answer has no target
+    tokens = tok.convert_ids_to_tokens(enc.input_ids)
+    for (query, key), number in zip(enc.rec_pointers, ("3", "1"), strict=True):
+        assert tokens[query] == "[" and tokens[query + 1] == number
+        assert enc.labels[query + 1] == enc.input_ids[query + 1]  # the number is supervised
+        assert tokens[key] == f"<region{number}>"
+        assert key < query
+    # each pointer targets a placeholder of its own turn
+    first, second = enc.rec_pointers
+    assert first[1] < first[0] < second[1] < second[0]
+    batch = collate([enc, enc], [torch.zeros(3, 8, 8)] * 2, [torch.ones(4, 8, 8)] * 2,
+                    tok.pad_token_id)
+    assert batch["rec_pointers"].tolist() == [[0, *first], [0, *second], [1, *first],
+                                              [1, *second]]
+
+
+def test_loss_is_minus_log_attention_of_the_supervised_head():
+    att = torch.full((2, 2, 5, 5), 0.2)
+    att[1, SUPERVISED_HEAD, 4, 1] = 0.5
+    pointers = torch.tensor([[0, 4, 2], [1, 4, 1]])
+    loss = rec_attention_loss((att,), pointers)
+    assert torch.isclose(loss, -(torch.log(torch.tensor(0.2)) + torch.log(torch.tensor(0.5))) / 2)
+    assert rec_attention_loss((att,), torch.zeros((0, 3), dtype=torch.long)) == 0
+
+
+def test_supervised_rec_stage_trains_the_head_and_exports_plain_attention(tmp_path):
+    d = tiny_run_dict(tmp_path, steps=30)
+    d["stages"][0].update({"task_weights": {"rec": 1.0}, "rec_attention_weight": 1.0,
+                           "lr": 0.01})
+    trainer = Trainer(config_from_dict(d), progress=False)
+    assert trainer.model.language_model.config._attn_implementation == "eager"
+    batch, _ = trainer.make_batch(0, 0)
+    assert batch["rec_pointers"].shape[0] > 0
+
+    def attention_loss() -> float:
+        with torch.no_grad():
+            embeds = trainer.model.prepare_inputs_embeds(
+                batch["input_ids"], batch["pixel_values"], batch["masks"],
+                batch["region_image_index"], batch["region_feature_index"],
+                batch["sample_image_index"])
+            out = trainer.model(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
+                                output_attentions=True)
+        return float(rec_attention_loss(out.attentions, batch["rec_pointers"]))
+
+    before = attention_loss()
+    trainer.train()
+    assert attention_loss() < 0.5 * before
+    exported = RGPTForCausalLM.from_pretrained(trainer.export())
+    assert exported.language_model.config._attn_implementation != "eager"
