@@ -103,7 +103,8 @@ def main() -> None:
         loss = F.cross_entropy(out.logits[:, -1], y)
         if a.attn_supervision > 0:  # answer position (last) -> target region (position t)
             rows = torch.arange(len(t))
-            pointers = torch.stack([rows, torch.full_like(rows, x.shape[1] - 1), t], 1)
+            pointers = torch.stack([rows, torch.full_like(rows, -1),
+                                    torch.full_like(rows, x.shape[1] - 1), t], 1)
             loss = loss + a.attn_supervision * rec_attention_loss(out.attentions, pointers)
         opt.zero_grad()
         loss.backward()

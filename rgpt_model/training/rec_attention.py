@@ -1,31 +1,40 @@
 """Attention supervision for REC answers (training only; the exported model is unchanged).
 
-A from-scratch LM has to discover by itself that the token predicting "k" in "Region [k]"
-should attend to the k-th region placeholder: a content-matching circuit that forms only
-after a long plateau (scripts/rec_oracle_probe.py: with oracle region embeddings, 6
-candidates, no REC learnt after 90k examples in 2 of 3 seeds; with this loss, 97 % after
-26k). The loss pulls one attention head of the last layer at that position onto the target
-placeholder; the LM loss then only has to map what the head reads to the number.
-Pretrained LLMs (Vicuna in the paper) bring such circuits with them, so they need no such help.
+A from-scratch LM has to discover by itself how "Region [k]" follows from the expression: a
+content-matching circuit that forms only after a long plateau (scripts/rec_oracle_probe.py:
+with oracle region embeddings and 6 candidates, no REC learnt after 90k examples in 2 of 3
+seeds; with supervision of the matching head, 97 % after 26k). Two heads are supervised:
+
+- second-to-last layer, at the expression's closing quote: onto the target ``<regionK>``
+  (the expression's words are a few tokens back, so the query is easy to form there);
+- last layer, at the token that predicts the number: onto that closing quote, which now
+  carries the target's features and placeholder identity.
+
+The LM loss then only has to map what the last head reads to the number. Pretrained LLMs
+(Vicuna in the paper) bring such circuits with them and need no such help.
 """
 
 from __future__ import annotations
 
 import torch
 
-SUPERVISED_HEAD = 0  # head 0 of the last layer
+SUPERVISED_HEAD = 0  # the supervised head of each layer
 
 
 def rec_attention_loss(attentions: tuple[torch.Tensor, ...], pointers: torch.Tensor
                        ) -> torch.Tensor:
-    """Mean -log attention weight of the supervised head from each query onto its target.
+    """Mean -log attention weight of the supervised head from each query onto its key.
 
     ``attentions``: per layer (B, heads, T, T) weights (eager attention); ``pointers``:
-    (P, 3) rows of (sample, query position, target position) from ``collate``.
+    (P, 4) rows of (sample, layer, query position, key position) from ``collate``; layer
+    counts from the end (-1 = last).
     """
-    last = attentions[-1]
     if pointers.numel() == 0:
-        return last.new_zeros(())
-    p = pointers.to(last.device)
-    weights = last[p[:, 0], SUPERVISED_HEAD, p[:, 1], p[:, 2]]
+        return attentions[-1].new_zeros(())
+    if len(attentions) < int(-pointers[:, 1].min()):
+        raise ValueError(f"REC attention supervision needs at least "
+                         f"{int(-pointers[:, 1].min())} LM layers, the LM has {len(attentions)}")
+    p = pointers.to(attentions[-1].device)
+    weights = torch.stack([attentions[int(layer)][b, SUPERVISED_HEAD, q, k]
+                           for b, layer, q, k in p.tolist()])
     return -torch.log(weights.float().clamp_min(1e-6)).mean()

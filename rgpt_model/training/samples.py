@@ -157,14 +157,14 @@ def vocabulary_texts() -> list[str]:
 class EncodedSample:
     """Token ids, labels (answer tokens only) and mask row per region placeholder.
 
-    ``rec_pointers``: (query position, target placeholder position) per REC turn with one
-    answer region; the query position is the token that predicts the region number.
+    ``rec_pointers``: (layer, query position, key position) attention targets of each REC
+    turn with one answer region (see rgpt_model.training.rec_attention).
     """
 
     input_ids: list[int]
     labels: list[int]
     region_rows: list[int]
-    rec_pointers: list[tuple[int, int]] = field(default_factory=list)
+    rec_pointers: list[tuple[int, int, int]] = field(default_factory=list)
 
 
 def encode_conversation(
@@ -184,22 +184,22 @@ def encode_conversation(
     ids: list[int] = []
     labels: list[int] = []
     rows: list[int] = []
-    pointers: list[tuple[int, int]] = []
+    pointers: list[tuple[int, int, int]] = []
     bos = tokenizer.bos_token_id
     if bos is not None:
         ids.append(bos)
         labels.append(IGNORE_INDEX)
     eos = tokenizer.eos_token_id
 
-    def add(text: str, supervised: bool) -> None:
+    def expanded(text: str) -> list[int]:
         toks = tokenizer(text, add_special_tokens=False)["input_ids"]
-        for t in toks:
-            if t == image_token_id:
-                ids.extend([image_token_id] * num_global_tokens)
-                labels.extend([IGNORE_INDEX] * num_global_tokens)
-            else:
-                ids.append(t)
-                labels.append(t if supervised else IGNORE_INDEX)
+        return [i for t in toks for i in ([t] * num_global_tokens if t == image_token_id
+                                          else [t])]
+
+    def add(text: str, supervised: bool) -> None:
+        for t in expanded(text):
+            ids.append(t)
+            labels.append(t if supervised and t != image_token_id else IGNORE_INDEX)
 
     system = prompts.SYSTEM_PROMPT + prompts.SEP if with_system_prompt else ""
     for i, turn in enumerate(conv.turns):
@@ -223,10 +223,8 @@ def encode_conversation(
         answer_start = len(ids)
         add(" " + turn.answer, True)
         if turn.task == "rec":
-            pointer = _rec_pointer(turn.answer, places, ids, start, answer_start, tokenizer,
-                                   region_token_ids)
-            if pointer is not None:
-                pointers.append(pointer)
+            pointers += _rec_pointers(prefix, turn.answer, places, ids, start, answer_start,
+                                      expanded, region_token_ids)
         ids.append(eos)
         labels.append(eos)
         if max_length is not None and len(ids) > max_length:
@@ -234,19 +232,23 @@ def encode_conversation(
     return EncodedSample(ids, labels, rows, pointers)
 
 
-def _rec_pointer(answer: str, places: list[int | None], ids: list[int], turn_start: int,
-                 answer_start: int, tokenizer, region_token_ids: set[int]
-                 ) -> tuple[int, int] | None:
-    """(query, key) positions of a "Region [k]" answer, or None (no-match, unparsable)."""
+def _rec_pointers(prefix: str, answer: str, places: list[int | None], ids: list[int],
+                  turn_start: int, answer_start: int, expanded, region_token_ids: set[int]
+                  ) -> list[tuple[int, int, int]]:
+    """Attention targets of a "Region [k]" turn: (-2, closing quote, k-th placeholder) and
+    (-1, token before the number, closing quote); none for no-match or unparsable turns."""
     found = re.fullmatch(r"Region \[(\d+)\]", answer.strip())
-    if found is None or int(found.group(1)) not in places:
-        return None
-    head = tokenizer(" " + answer[: answer.index("[") + 1], add_special_tokens=False)
-    head = head["input_ids"]
-    if ids[answer_start:answer_start + len(head)] != head:
-        return None  # the tokenizer merges "[" with the number: no clean query position
+    if found is None or int(found.group(1)) not in places or "'" not in prefix:
+        return []
+    head = expanded(prefix[: prefix.rindex("'") + 1])  # up to the expression's closing quote
+    answer_head = expanded(" " + answer[: answer.index("[") + 1])
+    if (ids[turn_start:turn_start + len(head)] != head
+            or ids[answer_start:answer_start + len(answer_head)] != answer_head):
+        return []  # the tokenizer merges across these boundaries: no clean positions
+    quote, query = turn_start + len(head) - 1, answer_start + len(answer_head) - 1
     region_positions = [i for i in range(turn_start, answer_start) if ids[i] in region_token_ids]
-    return answer_start + len(head) - 1, region_positions[places.index(int(found.group(1)))]
+    target = region_positions[places.index(int(found.group(1)))]
+    return [(-2, quote, target), (-1, query, quote)]
 
 
 def collate(
@@ -270,7 +272,7 @@ def collate(
     image_index: list[int] = []
     pointers: list[tuple[int, int, int]] = []
     for b, s in enumerate(samples):
-        pointers.extend((b, q, k) for q, k in s.rec_pointers)
+        pointers.extend((b, layer, q, k) for layer, q, k in s.rec_pointers)
         n = len(s.input_ids)
         input_ids[b, :n] = torch.tensor(s.input_ids)
         labels[b, :n] = torch.tensor(s.labels)
@@ -287,5 +289,5 @@ def collate(
         "region_image_index": torch.tensor(image_index, dtype=torch.long),
         "region_feature_index": torch.tensor(feat_index, dtype=torch.long),
         "sample_image_index": torch.arange(bsz, dtype=torch.long),
-        "rec_pointers": torch.tensor(pointers, dtype=torch.long).reshape(-1, 3),
+        "rec_pointers": torch.tensor(pointers, dtype=torch.long).reshape(-1, 4),
     }

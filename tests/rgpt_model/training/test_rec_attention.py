@@ -1,6 +1,7 @@
 """REC attention supervision: where it points, that it trains the head, that export undoes it."""
 
 import numpy as np
+import pytest
 import torch
 
 from rgpt_model import prompts
@@ -25,7 +26,7 @@ def _tok():
                                 num_region_tokens=8)
 
 
-def test_pointers_go_from_the_token_before_the_number_to_the_target_placeholder():
+def test_pointers_go_quote_to_target_and_answer_to_quote():
     tok = _tok()
     image_id = tok.convert_tokens_to_ids("<image>")
     conv = Conversation(np.zeros((8, 8, 3), np.uint8), np.ones((4, 8, 8), bool), [
@@ -36,29 +37,37 @@ def test_pointers_go_from_the_token_before_the_number_to_the_target_placeholder(
         Turn(prompts.rec_prompt("the large cross", 2), "Region [1]", [3, 2], "rec"),
     ])
     enc = encode_conversation(conv, tok, image_id, 5, set(region_token_ids(tok)))
-    assert len(enc.rec_pointers) == 2  # the no-match answer has no target
+    assert len(enc.rec_pointers) == 4  # two per answer with a target; none for no-match
     tokens = tok.convert_ids_to_tokens(enc.input_ids)
-    for (query, key), number in zip(enc.rec_pointers, ("3", "1"), strict=True):
+    pairs = [enc.rec_pointers[i:i + 2] for i in (0, 2)]
+    for (read, answer), (number, last_word) in zip(pairs, (("3", "star"), ("1", "cross")),
+                                                   strict=True):
+        layer, quote, target = read
+        assert layer == -2 and tokens[quote] == "'" and tokens[quote - 1] == last_word
+        assert tokens[target] == f"<region{number}>" and target < quote
+        layer, query, key = answer
+        assert layer == -1 and key == quote
         assert tokens[query] == "[" and tokens[query + 1] == number
         assert enc.labels[query + 1] == enc.input_ids[query + 1]  # the number is supervised
-        assert tokens[key] == f"<region{number}>"
-        assert key < query
-    # each pointer targets a placeholder of its own turn
-    first, second = enc.rec_pointers
-    assert first[1] < first[0] < second[1] < second[0]
+    # each pointer stays inside its own turn
+    assert pairs[0][1][1] < pairs[1][0][2]
     batch = collate([enc, enc], [torch.zeros(3, 8, 8)] * 2, [torch.ones(4, 8, 8)] * 2,
                     tok.pad_token_id)
-    assert batch["rec_pointers"].tolist() == [[0, *first], [0, *second], [1, *first],
-                                              [1, *second]]
+    assert batch["rec_pointers"].tolist() == ([[0, *p] for p in enc.rec_pointers]
+                                              + [[1, *p] for p in enc.rec_pointers])
 
 
-def test_loss_is_minus_log_attention_of_the_supervised_head():
-    att = torch.full((2, 2, 5, 5), 0.2)
-    att[1, SUPERVISED_HEAD, 4, 1] = 0.5
-    pointers = torch.tensor([[0, 4, 2], [1, 4, 1]])
-    loss = rec_attention_loss((att,), pointers)
-    assert torch.isclose(loss, -(torch.log(torch.tensor(0.2)) + torch.log(torch.tensor(0.5))) / 2)
-    assert rec_attention_loss((att,), torch.zeros((0, 3), dtype=torch.long)) == 0
+def test_loss_is_minus_log_attention_of_the_supervised_heads():
+    last = torch.full((2, 2, 5, 5), 0.2)
+    last[1, SUPERVISED_HEAD, 4, 1] = 0.5
+    before = torch.full((2, 2, 5, 5), 0.25)
+    pointers = torch.tensor([[0, -1, 4, 2], [1, -1, 4, 1], [1, -2, 3, 0]])
+    loss = rec_attention_loss((before, last), pointers)
+    expected = -torch.log(torch.tensor([0.2, 0.5, 0.25])).mean()
+    assert torch.isclose(loss, expected)
+    assert rec_attention_loss((last,), torch.zeros((0, 4), dtype=torch.long)) == 0
+    with pytest.raises(ValueError, match="at least 2 LM layers"):
+        rec_attention_loss((last,), pointers)
 
 
 def test_supervised_rec_stage_trains_the_head_and_exports_plain_attention(tmp_path):
