@@ -45,9 +45,9 @@ def demo_rec_accuracy() -> float:
 
 NEEDS_DEMO_MODEL = pytest.mark.skipif(
     not demo_model_trained() or demo_rec_accuracy() < 0.8,
-    reason="the demo model is not trained yet (rgpt_model/demo_model/ is empty, or its "
-           f"eval_report.json gives REC accuracy {demo_rec_accuracy():.2f} < 0.8); only the "
-           "plumbing and the node-vs-library agreement are checked")
+    reason="the demo model cannot answer referring expressions yet (its eval_report.json "
+           f"gives REC accuracy {demo_rec_accuracy():.2f} < 0.8, or rgpt_model/demo_model/ is "
+           "empty); only the plumbing and the node-vs-library agreement are checked")
 
 
 def scene(index: int, height: int = 96, width: int = 128, split: str = "val"):
