@@ -118,8 +118,8 @@ class StageSpec:
     # Share of images shown as grey repaints (shape only, no colour labels); vision-only
     # stages, see rgpt_model.training.augment.
     grey_fraction: float = 0.0
-    # Data overrides for this stage (None = the run's ``data`` setting). A curriculum uses
-    # them: REC first on scenes with few objects and many REC turns, then on full scenes.
+    # Synthetic-data overrides for this stage (None = the run's ``data`` setting), for
+    # curricula such as many REC turns on scenes with few objects first, full scenes later.
     task_weights: dict[str, float] | None = None
     max_turns: int | None = None
     max_objects: int | None = None
