@@ -124,7 +124,7 @@ class StageSpec:
     max_turns: int | None = None
     max_objects: int | None = None
     # Weight of the REC attention-supervision loss (rgpt_model.training.rec_attention);
-    # 0 = off. Needs eager attention in the LM, which the trainer switches on.
+    # 0 = off. Needs eager attention in the LM, which the trainer uses in such stages.
     rec_attention_weight: float = 0.0
 
 

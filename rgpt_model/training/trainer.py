@@ -166,8 +166,6 @@ class Trainer:
         self._region_ids = set(model.config.region_token_ids)
         self.history: list[dict] = []
         self._lm_attention = self.model.language_model.config._attn_implementation
-        if any(s.rec_attention_weight > 0 for s in cfg.stages):  # eager returns the weights
-            self.model.language_model.set_attn_implementation("eager")
         self.aux_heads: AuxHeads | None = None
         if cfg.aux_loss_weight > 0:
             torch.manual_seed(cfg.seed + 1)
@@ -194,6 +192,9 @@ class Trainer:
                 r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
                 target_modules=list(lc.target_modules), bias="none"))
             self.lora_active = True
+        # only eager attention returns the weights REC attention supervision needs
+        m.language_model.set_attn_implementation(
+            "eager" if stage.rec_attention_weight > 0 else self._lm_attention)
         m.requires_grad_(False)
         region_side = [x for x in (m.refiner, m.mask_encoder) if x is not None]
         parts = {"vision": [m.vision_tower], "refiner": region_side, "connector": [m.connector]}

@@ -74,7 +74,9 @@ def test_supervised_rec_stage_trains_the_head_and_exports_plain_attention(tmp_pa
     d = tiny_run_dict(tmp_path, steps=30)
     d["stages"][0].update({"task_weights": {"rec": 1.0}, "rec_attention_weight": 1.0,
                            "lr": 0.01})
+    d["stages"].append({"name": "plain", "steps": 1})
     trainer = Trainer(config_from_dict(d), progress=False)
+    trainer.train(stop_at=1)
     assert trainer.model.language_model.config._attn_implementation == "eager"
     batch, _ = trainer.make_batch(0, 0)
     assert batch["rec_pointers"].shape[0] > 0
@@ -90,7 +92,9 @@ def test_supervised_rec_stage_trains_the_head_and_exports_plain_attention(tmp_pa
         return float(rec_attention_loss(out.attentions, batch["rec_pointers"]))
 
     before = attention_loss()
-    trainer.train()
+    trainer.train(resume=False, stop_at=30)
     assert attention_loss() < 0.5 * before
+    trainer.train(stop_at=31)  # the unsupervised stage goes back to the default attention
+    assert trainer.model.language_model.config._attn_implementation != "eager"
     exported = RGPTForCausalLM.from_pretrained(trainer.export())
     assert exported.language_model.config._attn_implementation != "eager"
