@@ -38,6 +38,8 @@ def rec_attention_loss(attentions: tuple[torch.Tensor, ...], pointers: torch.Ten
         raise ValueError(f"REC attention supervision needs at least "
                          f"{int(-pointers[:, 1].min())} LM layers, the LM has {len(attentions)}")
     p = pointers.to(attentions[-1].device)
-    weights = torch.stack([attentions[int(layer)][b, SUPERVISED_HEAD, q, k]
-                           for b, layer, q, k in p.tolist()])
-    return -torch.log(weights.float().clamp_min(1e-6)).mean()
+    weights = []
+    for layer in p[:, 1].unique().tolist():  # one gather per supervised layer
+        b, _, q, k = p[p[:, 1] == layer].unbind(1)
+        weights.append(attentions[layer][b, SUPERVISED_HEAD, q, k])
+    return -torch.log(torch.cat(weights).float().clamp_min(1e-6)).mean()

@@ -13,7 +13,7 @@ same token can carry different regions in different turns).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -233,7 +233,8 @@ def encode_conversation(
 
 
 def _rec_pointers(prefix: str, answer: str, places: list[int | None], ids: list[int],
-                  turn_start: int, answer_start: int, expanded, region_token_ids: set[int]
+                  turn_start: int, answer_start: int, expanded: Callable[[str], list[int]],
+                  region_token_ids: set[int]
                   ) -> list[tuple[int, int, int]]:
     """Attention targets of a "Region [k]" turn: (-2, closing quote, k-th placeholder) and
     (-1, token before the number, closing quote); none for no-match or unparsable turns."""

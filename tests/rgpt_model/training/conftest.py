@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
+from rgpt_model import prompts
+from rgpt_model.tokenization import build_word_tokenizer
 from rgpt_model.training.config import config_from_dict
+from rgpt_model.training.samples import vocabulary_texts
+
+
+def word_tokenizer():
+    """Word tokenizer covering the synthetic prompts, with 8 region tokens."""
+    return build_word_tokenizer(vocabulary_texts() + [prompts.SYSTEM_PROMPT, "USER ASSISTANT"],
+                                num_region_tokens=8)
 
 
 def tiny_run_dict(tmp_path, steps: int = 4, **extra) -> dict:

@@ -6,7 +6,7 @@ import torch
 
 from rgpt_model import prompts
 from rgpt_model.modeling import RGPTForCausalLM
-from rgpt_model.tokenization import build_word_tokenizer, region_token_ids
+from rgpt_model.tokenization import region_token_ids
 from rgpt_model.training.config import config_from_dict
 from rgpt_model.training.rec_attention import SUPERVISED_HEAD, rec_attention_loss
 from rgpt_model.training.samples import (
@@ -14,20 +14,14 @@ from rgpt_model.training.samples import (
     Turn,
     collate,
     encode_conversation,
-    vocabulary_texts,
 )
 from rgpt_model.training.trainer import Trainer
 
-from .conftest import tiny_run_dict
-
-
-def _tok():
-    return build_word_tokenizer(vocabulary_texts() + [prompts.SYSTEM_PROMPT, "USER ASSISTANT"],
-                                num_region_tokens=8)
+from .conftest import tiny_run_dict, word_tokenizer
 
 
 def test_pointers_go_quote_to_target_and_answer_to_quote():
-    tok = _tok()
+    tok = word_tokenizer()
     image_id = tok.convert_tokens_to_ids("<image>")
     conv = Conversation(np.zeros((8, 8, 3), np.uint8), np.ones((4, 8, 8), bool), [
         Turn(prompts.classification_prompt(1), "circle", [2], "classify"),

@@ -5,7 +5,7 @@ import torch
 
 from rgpt_model import prompts
 from rgpt_model.data.synthetic import SceneConfig, generate_scene
-from rgpt_model.tokenization import build_word_tokenizer, region_token_ids
+from rgpt_model.tokenization import region_token_ids
 from rgpt_model.training.samples import (
     IGNORE_INDEX,
     Conversation,
@@ -13,17 +13,13 @@ from rgpt_model.training.samples import (
     collate,
     encode_conversation,
     scene_conversation,
-    vocabulary_texts,
 )
 
-
-def _tok():
-    return build_word_tokenizer(vocabulary_texts() + [prompts.SYSTEM_PROMPT, "USER ASSISTANT"],
-                                num_region_tokens=8)
+from .conftest import word_tokenizer
 
 
 def test_labels_only_on_answers_and_region_rows():
-    tok = _tok()
+    tok = word_tokenizer()
     image_id = tok.convert_tokens_to_ids("<image>")
     conv = Conversation(np.zeros((8, 8, 3), np.uint8), np.ones((3, 8, 8), bool), [
         Turn(prompts.classification_prompt(1), "circle", [2]),
@@ -48,7 +44,7 @@ def test_scene_conversation_is_seeded_and_collates():
     b = scene_conversation(scene, np.random.default_rng(1), {"rec": 1.0, "classify": 1.0}, 5)
     assert [t.question for t in a.turns] == [t.question for t in b.turns]
     assert {t.task for t in a.turns} <= {"rec", "classify"}
-    tok = _tok()
+    tok = word_tokenizer()
     ids = set(region_token_ids(tok))
     image_id = tok.convert_tokens_to_ids("<image>")
     encs = [encode_conversation(a, tok, image_id, 4, ids), encode_conversation(b, tok, image_id,
