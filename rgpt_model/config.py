@@ -39,7 +39,9 @@ class RGPTConfig(PretrainedConfig):
     to its pooled feature (:mod:`rgpt_model.mask_encoder`; off = the paper's pure pooling);
     ``region_placeholder_identity`` adds each region feature to its placeholder's embedding
     instead of replacing it (off = the paper's replacement), so numbered placeholders keep
-    their number, which REC answers ("Region [k]") refer to.
+    their number, which REC answers ("Region [k]") refer to; ``region_identity_scale``
+    multiplies that placeholder embedding (token embeddings are ~50x smaller than projected
+    region features, so at 1.0 the number is all but invisible to the LM).
     """
 
     model_type = "rgpt"
@@ -70,6 +72,7 @@ class RGPTConfig(PretrainedConfig):
     use_mask_encoder: bool = False
     mask_encoder_resolution: int = 128
     region_placeholder_identity: bool = False
+    region_identity_scale: float = 1.0
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):

@@ -149,7 +149,8 @@ class RGPTForCausalLM(PreTrainedModel):
     ) -> torch.Tensor:
         """Token embeddings with ``<image>`` and region placeholders replaced (with
         ``region_placeholder_identity``, the region feature is added to the placeholder's own
-        embedding instead, so ``<region3>`` still tells the LM it is candidate 3).
+        embedding (times ``region_identity_scale``) instead, so ``<region3>`` still tells the LM
+        it is candidate 3).
 
         global_embeds: (N_img, T, D) projected global tokens; sample ``b`` uses image
         ``sample_image_index[b]`` (default: b, or 0 when there is a single image).
@@ -210,7 +211,8 @@ class RGPTForCausalLM(PreTrainedModel):
             sel = region_embeds[region_feature_index.to(region_embeds.device)].to(embeds.dtype)
             if cfg.region_placeholder_identity:
                 # keep what the placeholder token says ("I am <region3>"): REC answers by number
-                sel = sel + embeds[reg_mask.to(embeds.device)]
+                identity = embeds[reg_mask.to(embeds.device)]
+                sel = sel + identity * cfg.region_identity_scale
             embeds = embeds.masked_scatter(reg_mask.unsqueeze(-1).to(embeds.device), sel)
         return embeds
 

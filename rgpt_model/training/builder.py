@@ -104,6 +104,7 @@ def scratch_config(cfg: TrainConfig, tokenizer) -> RGPTConfig:
         refiner_hidden_size=m.refiner_hidden_size,
         use_mask_encoder=m.mask_encoder,
         region_placeholder_identity=m.region_placeholder_identity,
+        region_identity_scale=m.region_identity_scale,
         vision_feature_layer=m.vision_feature_layer,
         image_token_id=vocab["<image>"],
         region_token_ids=region_token_ids(tokenizer),

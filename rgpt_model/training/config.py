@@ -61,6 +61,7 @@ class ModelSpec:
     sincos_position_init: float = 0.0  # >0: 2D sin-cos position embeddings of this scale
     mask_encoder: bool = False  # add a mask silhouette embedding (rgpt_model.mask_encoder)
     region_placeholder_identity: bool = False  # add region features to <regionK> embeddings
+    region_identity_scale: float = 1.0  # weight of the <regionK> embedding in that sum
 
 
 @dataclass

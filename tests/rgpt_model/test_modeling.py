@@ -116,9 +116,11 @@ def test_region_placeholder_embedding_is_connector_output(tiny_model_dir):
 
 @torch.no_grad()
 def test_placeholder_identity_adds_the_token_embedding(tiny_model_dir):
-    """``region_placeholder_identity``: <region2> = its own token embedding + region feature."""
+    """``region_placeholder_identity``: <region2> = region feature + its own token embedding
+    times ``region_identity_scale``."""
     model = load_model(tiny_model_dir)
     model.config.region_placeholder_identity = True
+    model.config.region_identity_scale = 3.0
     proc, img, masks = _inputs(tiny_model_dir)
     enc = proc("<image>\nCompare <region2> with <region1> and <region3>.", img, masks)
     region_embeds = model.project(model.encode_regions(enc["pixel_values"], enc["masks"])[1])
@@ -128,7 +130,7 @@ def test_placeholder_identity_adds_the_token_embedding(tiny_model_dir):
     pos = torch.isin(ids, torch.tensor(model.config.region_token_ids)).nonzero().flatten()
     token = model.get_input_embeddings()(ids[pos])
     for j, k in enumerate(enc["region_feature_index"].tolist()):
-        torch.testing.assert_close(embeds[0, pos[j]], region_embeds[k] + token[j])
+        torch.testing.assert_close(embeds[0, pos[j]], region_embeds[k] + 3.0 * token[j])
     assert not torch.allclose(token[0], token[1])  # the two placeholders stay distinguishable
 
 
