@@ -127,6 +127,9 @@ class StageSpec:
     # Weight of the REC attention-supervision loss (rgpt_model.training.rec_attention);
     # 0 = off. Needs eager attention in the LM, which the trainer uses in such stages.
     rec_attention_weight: float = 0.0
+    # Sets the model's region_identity_scale from this stage on (None = keep the value of
+    # the model spec or of an earlier stage); the exported model keeps the last one.
+    region_identity_scale: float | None = None
 
 
 @dataclass
@@ -215,6 +218,9 @@ def config_from_dict(data: dict) -> TrainConfig:
         bad = sorted(set(s.train) - {"vision", "refiner", "connector", "lm"})
         if bad:
             raise ValueError(f"stage {s.name}: unknown parts {bad}")
+        if s.region_identity_scale is not None and s.region_identity_scale <= 0:
+            raise ValueError(f"stage {s.name}: region_identity_scale must be > 0, "
+                             f"got {s.region_identity_scale}")
         if s.max_objects is not None and s.max_objects < cfg.data.min_objects:
             raise ValueError(f"stage {s.name}: max_objects {s.max_objects} is below "
                              f"data.min_objects {cfg.data.min_objects}")

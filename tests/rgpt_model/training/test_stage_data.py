@@ -2,6 +2,7 @@
 
 import pytest
 
+from rgpt_model.modeling import load_model
 from rgpt_model.training.config import config_from_dict
 from rgpt_model.training.trainer import ConversationSource, Trainer
 
@@ -48,4 +49,28 @@ def test_stage_max_objects_below_min_objects_is_an_error(tmp_path):
     d["data"]["min_objects"] = 3
     d["stages"] = [{"name": "s", "steps": 1, "max_objects": 2}]
     with pytest.raises(ValueError, match="max_objects 2 is below data.min_objects 3"):
+        config_from_dict(d)
+
+
+def test_stage_region_identity_scale_applies_from_its_stage_on_and_is_exported(tmp_path):
+    d = tiny_run_dict(tmp_path)
+    d["model"]["region_placeholder_identity"] = True
+    d["stages"] = [{"name": "a", "steps": 2},
+                   {"name": "b", "steps": 2, "region_identity_scale": 7.0},
+                   {"name": "c", "steps": 1}]
+    trainer = Trainer(config_from_dict(d), progress=False)
+    trainer.train(stop_at=1)
+    assert trainer.model.config.region_identity_scale == 1.0  # stage a: the model spec's
+    trainer.train()
+    assert trainer.model.config.region_identity_scale == 7.0  # stage c keeps stage b's
+    assert load_model(trainer.export()).config.region_identity_scale == 7.0
+    resumed = Trainer(config_from_dict(d), progress=False)
+    resumed.load_checkpoint()  # resumes at the end of stage c
+    assert resumed.model.config.region_identity_scale == 7.0
+
+
+def test_stage_region_identity_scale_must_be_positive(tmp_path):
+    d = tiny_run_dict(tmp_path)
+    d["stages"] = [{"name": "s", "steps": 1, "region_identity_scale": 0}]
+    with pytest.raises(ValueError, match="region_identity_scale must be > 0"):
         config_from_dict(d)
