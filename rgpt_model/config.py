@@ -40,7 +40,7 @@ class RGPTConfig(PretrainedConfig):
     ``region_placeholder_identity`` adds each region feature to its placeholder's embedding
     instead of replacing it (off = the paper's replacement), so numbered placeholders keep
     their number, which REC answers ("Region [k]") refer to; ``region_identity_scale``
-    multiplies that placeholder embedding (token embeddings are ~50x smaller than projected
+    multiplies that placeholder embedding (token embeddings are ~60x smaller than projected
     region features, so at 1.0 the number is all but invisible to the LM).
     """
 
