@@ -127,6 +127,9 @@ class StageSpec:
     # Weight of the REC attention-supervision loss (rgpt_model.training.rec_attention);
     # 0 = off. Needs eager attention in the LM, which the trainer uses in such stages.
     rec_attention_weight: float = 0.0
+    # Weight of the REC number readout at the closing quote (rec_attention.rec_readout_loss);
+    # uses the same pointers, so it works with or without the attention supervision.
+    rec_readout_weight: float = 0.0
     # Sets the model's region_identity_scale from this stage on (None = keep the value of
     # the model spec or of an earlier stage); the exported model keeps the last one.
     region_identity_scale: float | None = None

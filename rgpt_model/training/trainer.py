@@ -24,7 +24,7 @@ from rgpt_model.modeling import RGPTForCausalLM
 from rgpt_model.processor import RGPTProcessor
 from rgpt_model.training.augment import grey_repaint
 from rgpt_model.training.config import StageSpec, TrainConfig, save_config
-from rgpt_model.training.rec_attention import rec_attention_loss
+from rgpt_model.training.rec_attention import rec_attention_loss, rec_readout_loss
 from rgpt_model.training.samples import (
     Conversation,
     Turn,
@@ -274,9 +274,10 @@ class Trainer:
         return batch, n_turns
 
     def loss(self, batch: dict[str, torch.Tensor], lm_loss: bool = True,
-             rec_attention_weight: float = 0.0) -> torch.Tensor:
-        """Answer-token LM loss (+ weighted auxiliary region-attribute and REC attention
-        losses); one vision pass."""
+             rec_attention_weight: float = 0.0, rec_readout_weight: float = 0.0
+             ) -> torch.Tensor:
+        """Answer-token LM loss (+ weighted auxiliary region-attribute, REC attention and REC
+        readout losses); one vision pass."""
         m = self.model
         g, r = m.encode_regions(batch["pixel_values"], batch["masks"],
                                 batch["region_image_index"])
@@ -295,6 +296,9 @@ class Trainer:
             if supervise:
                 total = total + rec_attention_weight * rec_attention_loss(
                     out.attentions, batch["rec_pointers"])
+            if rec_readout_weight > 0:
+                total = total + rec_readout_weight * rec_readout_loss(
+                    out.logits, batch["rec_pointers"], batch["input_ids"])
         return total
 
     # ------------------------------------------------------------------ checkpoints
@@ -412,7 +416,8 @@ class Trainer:
                 loss_sum = 0.0
                 stage = self.cfg.stages[self.stage_index]
                 for batch, n_turns in next(batches):
-                    loss = self.loss(batch, stage.lm_loss, stage.rec_attention_weight)
+                    loss = self.loss(batch, stage.lm_loss, stage.rec_attention_weight,
+                                     stage.rec_readout_weight)
                     (loss / cfg.grad_accum).backward()
                     loss_sum += float(loss.detach()) / cfg.grad_accum
                     turns_done += n_turns

@@ -1,4 +1,5 @@
-"""REC attention supervision: where it points, that it trains the head, that export undoes it."""
+"""REC attention supervision and number readout: where they point, that they train, that
+export undoes the attention switch."""
 
 import numpy as np
 import pytest
@@ -8,7 +9,11 @@ from rgpt_model import prompts
 from rgpt_model.modeling import RGPTForCausalLM
 from rgpt_model.tokenization import region_token_ids
 from rgpt_model.training.config import config_from_dict
-from rgpt_model.training.rec_attention import SUPERVISED_HEAD, rec_attention_loss
+from rgpt_model.training.rec_attention import (
+    SUPERVISED_HEAD,
+    rec_attention_loss,
+    rec_readout_loss,
+)
 from rgpt_model.training.samples import (
     Conversation,
     Turn,
@@ -92,3 +97,40 @@ def test_supervised_rec_stage_trains_the_head_and_exports_plain_attention(tmp_pa
     assert trainer.model.language_model.config._attn_implementation != "eager"
     exported = RGPTForCausalLM.from_pretrained(trainer.export())
     assert exported.language_model.config._attn_implementation != "eager"
+
+
+def test_readout_loss_is_cross_entropy_of_the_number_at_the_quote():
+    logits = torch.randn(2, 6, 10)
+    input_ids = torch.tensor([[1, 2, 3, 4, 5, 7], [1, 2, 3, 4, 9, 0]])
+    # sample 0: quote at 2, "[" at 4 -> number input_ids[0, 5] = 7; the -2 row is ignored
+    pointers = torch.tensor([[0, -2, 2, 1], [0, -1, 4, 2], [1, -1, 3, 1]])
+    loss = rec_readout_loss(logits, pointers, input_ids)
+    expected = torch.nn.functional.cross_entropy(
+        torch.stack([logits[0, 2], logits[1, 1]]), torch.tensor([7, 9]))
+    assert torch.isclose(loss, expected)
+    assert rec_readout_loss(logits, pointers[:1], input_ids) == 0
+
+
+def test_readout_stage_trains_the_number_at_the_quote(tmp_path):
+    d = tiny_run_dict(tmp_path, steps=30)
+    d["stages"][0].update({"task_weights": {"rec": 1.0}, "rec_readout_weight": 1.0,
+                           "lr": 0.01})
+    trainer = Trainer(config_from_dict(d), progress=False)
+    batch, _ = trainer.make_batch(0, 0)
+    assert (batch["rec_pointers"][:, 1] == -1).any()
+
+    def readout_loss() -> float:
+        with torch.no_grad():
+            embeds = trainer.model.prepare_inputs_embeds(
+                batch["input_ids"], batch["pixel_values"], batch["masks"],
+                batch["region_image_index"], batch["region_feature_index"],
+                batch["sample_image_index"])
+            logits = trainer.model(inputs_embeds=embeds,
+                                   attention_mask=batch["attention_mask"]).logits
+        return float(rec_readout_loss(logits, batch["rec_pointers"], batch["input_ids"]))
+
+    before = readout_loss()
+    trainer.train()
+    assert readout_loss() < 0.5 * before
+    # attention stays the default: the readout needs no attention weights
+    assert trainer.model.language_model.config._attn_implementation != "eager"
