@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+REC_POINTER_LAYOUTS = ("quote", "answer")  # see rgpt_model.training.rec_attention
+
 
 @dataclass
 class VisionSpec:
@@ -127,8 +129,9 @@ class StageSpec:
     # Weight of the REC attention-supervision loss (rgpt_model.training.rec_attention);
     # 0 = off. Needs eager attention in the LM, which the trainer uses in such stages.
     rec_attention_weight: float = 0.0
-    # Weight of the REC number readout at the closing quote (rec_attention.rec_readout_loss);
-    # uses the same pointers, so it works with or without the attention supervision.
+    # Which heads look where ("quote" or "answer", see rec_attention.py).
+    rec_pointer_layout: str = "quote"
+    # Weight of the REC number readout at the closing quote (rec_attention.rec_readout_loss).
     rec_readout_weight: float = 0.0
     # Sets the model's region_identity_scale from this stage on (None = keep the value of
     # the model spec or of an earlier stage); the exported model keeps the last one.
@@ -221,6 +224,9 @@ def config_from_dict(data: dict) -> TrainConfig:
         bad = sorted(set(s.train) - {"vision", "refiner", "connector", "lm"})
         if bad:
             raise ValueError(f"stage {s.name}: unknown parts {bad}")
+        if s.rec_pointer_layout not in REC_POINTER_LAYOUTS:
+            raise ValueError(f"stage {s.name}: rec_pointer_layout must be one of "
+                             f"{REC_POINTER_LAYOUTS}, got {s.rec_pointer_layout!r}")
         if s.region_identity_scale is not None and s.region_identity_scale <= 0:
             raise ValueError(f"stage {s.name}: region_identity_scale must be > 0, "
                              f"got {s.region_identity_scale}")

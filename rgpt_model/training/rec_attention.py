@@ -1,30 +1,48 @@
-"""Attention supervision for REC answers (training only; the exported model is unchanged).
+"""Attention supervision and a number readout for REC answers (training only; the exported
+model is unchanged).
 
 A from-scratch LM has to discover by itself how "Region [k]" follows from the expression: a
 content-matching circuit that forms only after a long plateau (scripts/rec_oracle_probe.py,
 oracle region embeddings, 6 candidates: 60 % after 64k examples in one run, still at chance
-after 90k in two variants; with supervision of the matching head, 97 % after 26k). Two heads
-are supervised:
+after 90k in two variants; with supervision of the matching head, 97 % after 26k). Head 0
+of the last two layers is supervised, in one of two layouts:
 
-- second-to-last layer, at the expression's closing quote: onto the target ``<regionK>``
-  (the expression's words are a few tokens back, so the query is easy to form there);
-- last layer, at the token that predicts the number: onto that closing quote, which now
-  carries the target's features and placeholder identity.
+- ``quote``: second-to-last layer, at the expression's closing quote -> the target
+  ``<regionK>``; last layer, at the token that predicts the number -> that quote. In the demo
+  model the matching head found the target (argmax right ~60 %) but the number ignored it:
+  the target's identity did not survive the quote's value path (a linear probe could not
+  read it there, while it reads it at the target token itself at 87 %).
+- ``answer``: second-to-last layer, at the token that predicts the number -> the closing
+  quote (which holds the expression); last layer, from that same token -> the target. The
+  target's identity then reaches the prediction through one value path, trained directly by
+  the answer's loss. Used by the demo model's late stages.
 
-The LM loss then only has to map what the last head reads to the number. Measured in the
-demo model, it did not: the matching head found the target (argmax right 60 %) while the
-number ignored it (mostly "1"). ``rec_readout_loss`` therefore also asks the closing quote's
-own output to predict the number, so the looked-up identity becomes readable there. Pretrained LLMs
-(Vicuna in the paper) bring such circuits with them and need no such help. In the demo
-model's multi-turn training the matching head reached about half of its attention on the
-target and REC did not follow yet (rgpt_model/demo_model/README.md).
+``rec_readout_loss`` is a further option: the closing quote's own output predicts the
+number. Pretrained LLMs (Vicuna in the paper) bring such circuits with them and need no such
+help.
 """
 
 from __future__ import annotations
 
 import torch
 
+from rgpt_model.training.config import REC_POINTER_LAYOUTS
+
 SUPERVISED_HEAD = 0  # the supervised head of each layer
+
+
+def rec_pointers(positions: torch.Tensor, layout: str = "quote") -> torch.Tensor:
+    """Attention targets (P, 4) of (sample, layer, query, key) from ``collate``'s
+    ``rec_positions`` rows of (sample, closing quote, token before the number, target)."""
+    if layout not in REC_POINTER_LAYOUTS:
+        raise ValueError(f"REC pointer layout {layout!r} is not one of {REC_POINTER_LAYOUTS}")
+    b, quote, number, target = positions.unbind(1)
+    second_last, last = torch.full_like(b, -2), torch.full_like(b, -1)
+    if layout == "quote":
+        rows = [(b, second_last, quote, target), (b, last, number, quote)]
+    else:
+        rows = [(b, second_last, number, quote), (b, last, number, target)]
+    return torch.cat([torch.stack(r, 1) for r in rows])
 
 
 def rec_attention_loss(attentions: tuple[torch.Tensor, ...], pointers: torch.Tensor
@@ -32,8 +50,8 @@ def rec_attention_loss(attentions: tuple[torch.Tensor, ...], pointers: torch.Ten
     """Mean -log attention weight of the supervised head from each query onto its key.
 
     ``attentions``: per layer (B, heads, T, T) weights (eager attention); ``pointers``:
-    (P, 4) rows of (sample, layer, query position, key position) from ``collate``; layer
-    counts from the end (-1 = last).
+    (P, 4) rows of (sample, layer, query position, key position), e.g. from
+    :func:`rec_pointers`; layer counts from the end (-1 = last).
     """
     if pointers.numel() == 0:
         return attentions[-1].new_zeros(())
@@ -48,17 +66,16 @@ def rec_attention_loss(attentions: tuple[torch.Tensor, ...], pointers: torch.Ten
     return -torch.log(torch.cat(weights).float().clamp_min(1e-6)).mean()
 
 
-def rec_readout_loss(logits: torch.Tensor, pointers: torch.Tensor, input_ids: torch.Tensor
+def rec_readout_loss(logits: torch.Tensor, positions: torch.Tensor, input_ids: torch.Tensor
                      ) -> torch.Tensor:
     """Cross-entropy of the answer's number predicted at the expression's closing quote.
 
-    The quote is the key of each last-layer pointer (its query predicts the number, which is
-    the next input token); the LM loss never trains predictions at prompt positions, so this
-    adds a readout there without competing with anything.
+    ``positions``: ``collate``'s ``rec_positions``; the number is the input token after the
+    one that predicts it. The LM loss never trains predictions at prompt positions, so this
+    readout competes with nothing.
     """
-    last = pointers[pointers[:, 1] == -1].to(logits.device)
-    if last.numel() == 0:
+    if positions.numel() == 0:
         return logits.new_zeros(())
-    b, _, q, quote = last.unbind(1)
-    number = input_ids.to(logits.device)[b, q + 1]
-    return torch.nn.functional.cross_entropy(logits[b, quote].float(), number)
+    b, quote, number, _ = positions.to(logits.device).unbind(1)
+    target = input_ids.to(logits.device)[b, number + 1]
+    return torch.nn.functional.cross_entropy(logits[b, quote].float(), target)

@@ -157,14 +157,15 @@ def vocabulary_texts() -> list[str]:
 class EncodedSample:
     """Token ids, labels (answer tokens only) and mask row per region placeholder.
 
-    ``rec_pointers``: (layer, query position, key position) attention targets of each REC
-    turn with one answer region (see rgpt_model.training.rec_attention).
+    ``rec_positions``: (expression's closing quote, token before the answer's number, target
+    placeholder) of each REC turn with one answer region; rgpt_model.training.rec_attention
+    turns them into attention targets and a readout.
     """
 
     input_ids: list[int]
     labels: list[int]
     region_rows: list[int]
-    rec_pointers: list[tuple[int, int, int]] = field(default_factory=list)
+    rec_positions: list[tuple[int, int, int]] = field(default_factory=list)
 
 
 def encode_conversation(
@@ -184,7 +185,7 @@ def encode_conversation(
     ids: list[int] = []
     labels: list[int] = []
     rows: list[int] = []
-    pointers: list[tuple[int, int, int]] = []
+    rec_positions: list[tuple[int, int, int]] = []
     bos = tokenizer.bos_token_id
     if bos is not None:
         ids.append(bos)
@@ -223,21 +224,21 @@ def encode_conversation(
         answer_start = len(ids)
         add(" " + turn.answer, True)
         if turn.task == "rec":
-            pointers += _rec_pointers(prefix, turn.answer, places, ids, start, answer_start,
-                                      expanded, region_token_ids)
+            rec_positions += _rec_positions(prefix, turn.answer, places, ids, start,
+                                            answer_start, expanded, region_token_ids)
         ids.append(eos)
         labels.append(eos)
         if max_length is not None and len(ids) > max_length:
             raise ValueError(f"conversation longer than max_length={max_length}")
-    return EncodedSample(ids, labels, rows, pointers)
+    return EncodedSample(ids, labels, rows, rec_positions)
 
 
-def _rec_pointers(prefix: str, answer: str, places: list[int | None], ids: list[int],
-                  turn_start: int, answer_start: int, expanded: Callable[[str], list[int]],
-                  region_token_ids: set[int]
-                  ) -> list[tuple[int, int, int]]:
-    """Attention targets of a "Region [k]" turn: (-2, closing quote, k-th placeholder) and
-    (-1, token before the number, closing quote); none for no-match or unparsable turns."""
+def _rec_positions(prefix: str, answer: str, places: list[int | None], ids: list[int],
+                   turn_start: int, answer_start: int, expanded: Callable[[str], list[int]],
+                   region_token_ids: set[int]
+                   ) -> list[tuple[int, int, int]]:
+    """(closing quote, token before the number, k-th placeholder) of a "Region [k]" turn;
+    none for no-match or unparsable turns."""
     found = re.fullmatch(r"Region \[(\d+)\]", answer.strip())
     if found is None or int(found.group(1)) not in places or "'" not in prefix:
         return []
@@ -249,7 +250,7 @@ def _rec_pointers(prefix: str, answer: str, places: list[int | None], ids: list[
     quote, query = turn_start + len(head) - 1, answer_start + len(answer_head) - 1
     region_positions = [i for i in range(turn_start, answer_start) if ids[i] in region_token_ids]
     target = region_positions[places.index(int(found.group(1)))]
-    return [(-2, quote, target), (-1, query, quote)]
+    return [(quote, query, target)]
 
 
 def collate(
@@ -271,9 +272,9 @@ def collate(
     feat_index: list[int] = []
     offset = 0
     image_index: list[int] = []
-    pointers: list[tuple[int, int, int]] = []
+    rec_positions: list[tuple[int, int, int, int]] = []
     for b, s in enumerate(samples):
-        pointers.extend((b, layer, q, k) for layer, q, k in s.rec_pointers)
+        rec_positions.extend((b, *p) for p in s.rec_positions)
         n = len(s.input_ids)
         input_ids[b, :n] = torch.tensor(s.input_ids)
         labels[b, :n] = torch.tensor(s.labels)
@@ -290,5 +291,5 @@ def collate(
         "region_image_index": torch.tensor(image_index, dtype=torch.long),
         "region_feature_index": torch.tensor(feat_index, dtype=torch.long),
         "sample_image_index": torch.arange(bsz, dtype=torch.long),
-        "rec_pointers": torch.tensor(pointers, dtype=torch.long).reshape(-1, 4),
+        "rec_positions": torch.tensor(rec_positions, dtype=torch.long).reshape(-1, 4),
     }

@@ -24,7 +24,11 @@ from rgpt_model.modeling import RGPTForCausalLM
 from rgpt_model.processor import RGPTProcessor
 from rgpt_model.training.augment import grey_repaint
 from rgpt_model.training.config import StageSpec, TrainConfig, save_config
-from rgpt_model.training.rec_attention import rec_attention_loss, rec_readout_loss
+from rgpt_model.training.rec_attention import (
+    rec_attention_loss,
+    rec_pointers,
+    rec_readout_loss,
+)
 from rgpt_model.training.samples import (
     Conversation,
     Turn,
@@ -273,11 +277,9 @@ class Trainer:
             batch["region_attributes"] = torch.cat(attrs)
         return batch, n_turns
 
-    def loss(self, batch: dict[str, torch.Tensor], lm_loss: bool = True,
-             rec_attention_weight: float = 0.0, rec_readout_weight: float = 0.0
-             ) -> torch.Tensor:
-        """Answer-token LM loss (+ weighted auxiliary region-attribute, REC attention and REC
-        readout losses); one vision pass."""
+    def loss(self, batch: dict[str, torch.Tensor], stage: StageSpec) -> torch.Tensor:
+        """Answer-token LM loss (+ the stage's weighted auxiliary region-attribute, REC
+        attention and REC readout losses); one vision pass."""
         m = self.model
         g, r = m.encode_regions(batch["pixel_values"], batch["masks"],
                                 batch["region_image_index"])
@@ -285,20 +287,21 @@ class Trainer:
         if self.aux_heads is not None:
             total = total + self.cfg.aux_loss_weight * self.aux_heads.loss(
                 r, batch["region_attributes"])
-        if lm_loss:
+        if stage.lm_loss:
             embeds = m.merge_embeddings(batch["input_ids"], m.project(g), m.project(r),
                                         batch["region_feature_index"],
                                         batch["sample_image_index"])
-            supervise = rec_attention_weight > 0 and batch["rec_pointers"].numel() > 0
+            positions = batch["rec_positions"]
+            supervise = stage.rec_attention_weight > 0 and positions.numel() > 0
             out = m(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
                     labels=batch["labels"], output_attentions=supervise)
             total = total + out.loss
             if supervise:
-                total = total + rec_attention_weight * rec_attention_loss(
-                    out.attentions, batch["rec_pointers"])
-            if rec_readout_weight > 0:
-                total = total + rec_readout_weight * rec_readout_loss(
-                    out.logits, batch["rec_pointers"], batch["input_ids"])
+                total = total + stage.rec_attention_weight * rec_attention_loss(
+                    out.attentions, rec_pointers(positions, stage.rec_pointer_layout))
+            if stage.rec_readout_weight > 0:
+                total = total + stage.rec_readout_weight * rec_readout_loss(
+                    out.logits, positions, batch["input_ids"])
         return total
 
     # ------------------------------------------------------------------ checkpoints
@@ -416,8 +419,7 @@ class Trainer:
                 loss_sum = 0.0
                 stage = self.cfg.stages[self.stage_index]
                 for batch, n_turns in next(batches):
-                    loss = self.loss(batch, stage.lm_loss, stage.rec_attention_weight,
-                                     stage.rec_readout_weight)
+                    loss = self.loss(batch, stage)
                     (loss / cfg.grad_accum).backward()
                     loss_sum += float(loss.detach()) / cfg.grad_accum
                     turns_done += n_turns

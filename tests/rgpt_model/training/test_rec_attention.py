@@ -12,6 +12,7 @@ from rgpt_model.training.config import config_from_dict
 from rgpt_model.training.rec_attention import (
     SUPERVISED_HEAD,
     rec_attention_loss,
+    rec_pointers,
     rec_readout_loss,
 )
 from rgpt_model.training.samples import (
@@ -25,7 +26,7 @@ from rgpt_model.training.trainer import Trainer
 from .conftest import tiny_run_dict, word_tokenizer
 
 
-def test_pointers_go_quote_to_target_and_answer_to_quote():
+def test_positions_of_quote_number_and_target_per_answer():
     tok = word_tokenizer()
     image_id = tok.convert_tokens_to_ids("<image>")
     conv = Conversation(np.zeros((8, 8, 3), np.uint8), np.ones((4, 8, 8), bool), [
@@ -36,24 +37,29 @@ def test_pointers_go_quote_to_target_and_answer_to_quote():
         Turn(prompts.rec_prompt("the large cross", 2), "Region [1]", [3, 2], "rec"),
     ])
     enc = encode_conversation(conv, tok, image_id, 5, set(region_token_ids(tok)))
-    assert len(enc.rec_pointers) == 4  # two per answer with a target; none for no-match
+    assert len(enc.rec_positions) == 2  # one per answer with a target; none for no-match
     tokens = tok.convert_ids_to_tokens(enc.input_ids)
-    pairs = [enc.rec_pointers[i:i + 2] for i in (0, 2)]
-    for (read, answer), (number, last_word) in zip(pairs, (("3", "star"), ("1", "cross")),
-                                                   strict=True):
-        layer, quote, target = read
-        assert layer == -2 and tokens[quote] == "'" and tokens[quote - 1] == last_word
-        assert tokens[target] == f"<region{number}>" and target < quote
-        layer, query, key = answer
-        assert layer == -1 and key == quote
+    for (quote, query, target), (number, last_word) in zip(
+            enc.rec_positions, (("3", "star"), ("1", "cross")), strict=True):
+        assert tokens[quote] == "'" and tokens[quote - 1] == last_word
+        assert tokens[target] == f"<region{number}>" and target < quote < query
         assert tokens[query] == "[" and tokens[query + 1] == number
         assert enc.labels[query + 1] == enc.input_ids[query + 1]  # the number is supervised
-    # each pointer stays inside its own turn
-    assert pairs[0][1][1] < pairs[1][0][2]
+    # each answer's positions stay inside its own turn
+    assert enc.rec_positions[0][1] < enc.rec_positions[1][2]
     batch = collate([enc, enc], [torch.zeros(3, 8, 8)] * 2, [torch.ones(4, 8, 8)] * 2,
                     tok.pad_token_id)
-    assert batch["rec_pointers"].tolist() == ([[0, *p] for p in enc.rec_pointers]
-                                              + [[1, *p] for p in enc.rec_pointers])
+    assert batch["rec_positions"].tolist() == ([[0, *p] for p in enc.rec_positions]
+                                               + [[1, *p] for p in enc.rec_positions])
+
+
+def test_pointer_layouts():
+    positions = torch.tensor([[1, 10, 14, 4]])  # sample, quote, number query, target
+    assert rec_pointers(positions, "quote").tolist() == [[1, -2, 10, 4], [1, -1, 14, 10]]
+    assert rec_pointers(positions, "answer").tolist() == [[1, -2, 14, 10], [1, -1, 14, 4]]
+    assert rec_pointers(positions[:0], "answer").shape == (0, 4)
+    with pytest.raises(ValueError, match="layout 'sideways'"):
+        rec_pointers(positions, "sideways")
 
 
 def test_loss_is_minus_log_attention_of_the_supervised_heads():
@@ -69,16 +75,17 @@ def test_loss_is_minus_log_attention_of_the_supervised_heads():
         rec_attention_loss((last,), pointers)
 
 
-def test_supervised_rec_stage_trains_the_head_and_exports_plain_attention(tmp_path):
+@pytest.mark.parametrize("layout", ["quote", "answer"])
+def test_supervised_rec_stage_trains_the_heads_and_exports_plain_attention(tmp_path, layout):
     d = tiny_run_dict(tmp_path, steps=30)
     d["stages"][0].update({"task_weights": {"rec": 1.0}, "rec_attention_weight": 1.0,
-                           "lr": 0.01})
+                           "rec_pointer_layout": layout, "lr": 0.01})
     d["stages"].append({"name": "plain", "steps": 1})
     trainer = Trainer(config_from_dict(d), progress=False)
     trainer.train(stop_at=1)
     assert trainer.model.language_model.config._attn_implementation == "eager"
     batch, _ = trainer.make_batch(0, 0)
-    assert batch["rec_pointers"].shape[0] > 0
+    assert batch["rec_positions"].shape[0] > 0
 
     def attention_loss() -> float:
         with torch.no_grad():
@@ -88,7 +95,8 @@ def test_supervised_rec_stage_trains_the_head_and_exports_plain_attention(tmp_pa
                 batch["sample_image_index"])
             out = trainer.model(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
                                 output_attentions=True)
-        return float(rec_attention_loss(out.attentions, batch["rec_pointers"]))
+        pointers = rec_pointers(batch["rec_positions"], layout)
+        return float(rec_attention_loss(out.attentions, pointers))
 
     before = attention_loss()
     trainer.train(resume=False, stop_at=30)
@@ -102,13 +110,13 @@ def test_supervised_rec_stage_trains_the_head_and_exports_plain_attention(tmp_pa
 def test_readout_loss_is_cross_entropy_of_the_number_at_the_quote():
     logits = torch.randn(2, 6, 10)
     input_ids = torch.tensor([[1, 2, 3, 4, 5, 7], [1, 2, 3, 4, 9, 0]])
-    # sample 0: quote at 2, "[" at 4 -> number input_ids[0, 5] = 7; the -2 row is ignored
-    pointers = torch.tensor([[0, -2, 2, 1], [0, -1, 4, 2], [1, -1, 3, 1]])
-    loss = rec_readout_loss(logits, pointers, input_ids)
+    # sample 0: quote at 2, "[" at 4 -> number input_ids[0, 5] = 7
+    positions = torch.tensor([[0, 2, 4, 1], [1, 1, 3, 0]])
+    loss = rec_readout_loss(logits, positions, input_ids)
     expected = torch.nn.functional.cross_entropy(
         torch.stack([logits[0, 2], logits[1, 1]]), torch.tensor([7, 9]))
     assert torch.isclose(loss, expected)
-    assert rec_readout_loss(logits, pointers[:1], input_ids) == 0
+    assert rec_readout_loss(logits, positions[:0], input_ids) == 0
 
 
 def test_readout_stage_trains_the_number_at_the_quote(tmp_path):
@@ -117,7 +125,7 @@ def test_readout_stage_trains_the_number_at_the_quote(tmp_path):
                            "lr": 0.01})
     trainer = Trainer(config_from_dict(d), progress=False)
     batch, _ = trainer.make_batch(0, 0)
-    assert (batch["rec_pointers"][:, 1] == -1).any()
+    assert batch["rec_positions"].shape[0] > 0
 
     def readout_loss() -> float:
         with torch.no_grad():
@@ -127,7 +135,7 @@ def test_readout_stage_trains_the_number_at_the_quote(tmp_path):
                 batch["sample_image_index"])
             logits = trainer.model(inputs_embeds=embeds,
                                    attention_mask=batch["attention_mask"]).logits
-        return float(rec_readout_loss(logits, batch["rec_pointers"], batch["input_ids"]))
+        return float(rec_readout_loss(logits, batch["rec_positions"], batch["input_ids"]))
 
     before = readout_loss()
     trainer.train()

@@ -69,8 +69,12 @@ def test_stage_region_identity_scale_applies_from_its_stage_on_and_is_exported(t
     assert resumed.model.config.region_identity_scale == 7.0
 
 
-def test_stage_region_identity_scale_must_be_positive(tmp_path):
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("region_identity_scale", 0, "region_identity_scale must be > 0"),
+    ("rec_pointer_layout", "sideways", "rec_pointer_layout must be one of"),
+])
+def test_bad_stage_rec_settings_are_errors(tmp_path, key, value, message):
     d = tiny_run_dict(tmp_path)
-    d["stages"] = [{"name": "s", "steps": 1, "region_identity_scale": 0}]
-    with pytest.raises(ValueError, match="region_identity_scale must be > 0"):
+    d["stages"] = [{"name": "s", "steps": 1, key: value}]
+    with pytest.raises(ValueError, match=message):
         config_from_dict(d)
