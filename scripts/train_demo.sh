@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the built-in demo model: train a small RGPT from scratch on synthetic scenes
-# (rgpt_model/configs/demo.yaml, CPU, about 1 h 45 min), export it to rgpt_model/demo_model/
+# (rgpt_model/configs/demo.yaml, CPU, about 3 h 15 min), export it to rgpt_model/demo_model/
 # and write rgpt_model/demo_model/eval_report.json (test split, 200 scenes).
 # Extra arguments go to the trainer, e.g. --resume after an interruption.
 set -euo pipefail
