@@ -75,6 +75,16 @@ def test_loss_is_minus_log_attention_of_the_supervised_heads():
         rec_attention_loss((last,), pointers)
 
 
+@torch.no_grad()
+def _forward(trainer: Trainer, batch: dict, output_attentions: bool = False):
+    """The trainer's model on one of its batches (image, masks and text)."""
+    embeds = trainer.model.prepare_inputs_embeds(
+        batch["input_ids"], batch["pixel_values"], batch["masks"], batch["region_image_index"],
+        batch["region_feature_index"], batch["sample_image_index"])
+    return trainer.model(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
+                         output_attentions=output_attentions)
+
+
 @pytest.mark.parametrize("layout", ["quote", "answer"])
 def test_supervised_rec_stage_trains_the_heads_and_exports_plain_attention(tmp_path, layout):
     d = tiny_run_dict(tmp_path, steps=30)
@@ -88,13 +98,7 @@ def test_supervised_rec_stage_trains_the_heads_and_exports_plain_attention(tmp_p
     assert batch["rec_positions"].shape[0] > 0
 
     def attention_loss() -> float:
-        with torch.no_grad():
-            embeds = trainer.model.prepare_inputs_embeds(
-                batch["input_ids"], batch["pixel_values"], batch["masks"],
-                batch["region_image_index"], batch["region_feature_index"],
-                batch["sample_image_index"])
-            out = trainer.model(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
-                                output_attentions=True)
+        out = _forward(trainer, batch, output_attentions=True)
         pointers = rec_pointers(batch["rec_positions"], layout)
         return float(rec_attention_loss(out.attentions, pointers))
 
@@ -128,13 +132,7 @@ def test_readout_stage_trains_the_number_at_the_quote(tmp_path):
     assert batch["rec_positions"].shape[0] > 0
 
     def readout_loss() -> float:
-        with torch.no_grad():
-            embeds = trainer.model.prepare_inputs_embeds(
-                batch["input_ids"], batch["pixel_values"], batch["masks"],
-                batch["region_image_index"], batch["region_feature_index"],
-                batch["sample_image_index"])
-            logits = trainer.model(inputs_embeds=embeds,
-                                   attention_mask=batch["attention_mask"]).logits
+        logits = _forward(trainer, batch).logits
         return float(rec_readout_loss(logits, batch["rec_positions"], batch["input_ids"]))
 
     before = readout_loss()
