@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after this many seconds (0 = until SIGINT/SIGTERM)")
     r.add_argument("--best-effort", action="store_true",
                    help="subscribe best-effort instead of reliable")
+    r.add_argument("--wait-publishers", type=float, default=5.0,
+                   help="seconds to wait for every topic's publisher to be matched before "
+                        "printing 'recording' (0 = start at once)")
     return ap
 
 
@@ -112,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(sig, lambda *_: stop.set())
         rec = BagRecorder(node, args.out, args.topics, storage=args.storage,
                           reliable=not args.best_effort)
+        missing = rec.wait_for_publishers(args.wait_publishers)
+        if missing:
+            log.warning(f"no publisher matched yet on {missing}; recording anyway")
         log.info(f"recording {list(rec.counts)} into {args.out}")
         print("recording", flush=True)  # readiness marker for scripts
         end = time.monotonic() + (args.duration if args.duration > 0 else float("inf"))

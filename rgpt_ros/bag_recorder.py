@@ -55,6 +55,15 @@ class BagRecorder:
                 message_class(msgtype), topic,
                 lambda raw, c=conn, t=full: self._write(c, t, raw), qos, raw=True))
 
+    def wait_for_publishers(self, timeout: float) -> list[str]:
+        """Wait until every subscription is matched to a publisher (DDS discovery is
+        asynchronous: messages sent before the match are not received); returns the topics
+        still without one after ``timeout`` seconds."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not all(s.get_publisher_count() for s in self._subs):
+            time.sleep(0.05)
+        return [s.topic_name for s in self._subs if not s.get_publisher_count()]
+
     def _discover(self, topic: str, timeout: float) -> str:
         full = self.node.resolve_topic_name(topic)
         end = time.monotonic() + timeout
