@@ -338,7 +338,7 @@ class Trainer:
             self.aux_heads.load_state_dict(state["aux_heads"])
         if state["optimizer"] is not None and self.optimizer is not None:
             self.optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())  # map_location moved it to the device
         self.step = int(state["step"])
         self.history = list(state.get("history", []))
         logger.info("resumed from %s at step %d", path, self.step)
