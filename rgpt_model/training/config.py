@@ -118,8 +118,9 @@ class StageSpec:
     warmup_steps: int = 20
     lm_loss: bool = True
     images_per_step: int | None = None  # None = the run's images_per_step
-    # Share of images shown as grey repaints (shape only, no colour labels); vision-only
-    # stages, see rgpt_model.training.augment.
+    # Share of images shown as grey repaints (shape only, no colour labels), see
+    # rgpt_model.training.augment. In stages with the LM loss only conversations whose
+    # answers name no colour (labels) are repainted.
     grey_fraction: float = 0.0
     # Synthetic-data overrides for this stage (None = the run's ``data`` setting), for
     # curricula such as many REC turns on scenes with few objects first, full scenes later.

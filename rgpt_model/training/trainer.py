@@ -90,6 +90,16 @@ def shape_only_view(conv: Conversation, rng: np.random.Generator) -> Conversatio
                         attrs)
 
 
+COLOUR_FREE_TASKS = frozenset({"classify"})  # answers that never name a colour
+
+
+def names_no_colour(conv: Conversation) -> bool:
+    """Whether a grey repaint keeps ``conv``'s answers true: in LM stages only such
+    conversations are repainted, so that labels are learnt from shape, not from the colours
+    the training split pairs with each shape."""
+    return all(turn.task in COLOUR_FREE_TASKS for turn in conv.turns)
+
+
 class ConversationSource:
     """Deterministic conversations per (step, micro-step): synthetic scenes or JSONL records."""
 
@@ -259,7 +269,8 @@ class Trainer:
         for conv in convs:
             if not conv.turns:
                 continue
-            if stage.grey_fraction > 0 and grey_rng.random() < stage.grey_fraction:
+            if (stage.grey_fraction > 0 and grey_rng.random() < stage.grey_fraction
+                    and (not stage.lm_loss or names_no_colour(conv))):
                 conv = shape_only_view(conv, grey_rng)
             pv, tf = p.preprocess_image(conv.image)
             samples.append(encode_conversation(

@@ -55,3 +55,21 @@ def test_vision_stage_with_workers_grey_views_and_mask_encoder(tiny_run, tmp_pat
     assert [h["loss"] for h in inline.history] == [h["loss"] for h in worker.history]
     enc = inline.model.mask_encoder
     assert enc is not None and torch.count_nonzero(enc.out.weight) > 0  # it learnt
+
+
+def test_lm_stage_repaints_only_label_conversations(tiny_run):
+    """With the LM loss on, a grey repaint would contradict colour words in captions and REC
+    expressions: only label (classify) conversations are repainted."""
+    cfg = tiny_run(steps=1, images_per_step=12)
+    cfg.data.max_turns = 1
+    cfg.data.task_weights = {"classify": 0.5, "brief_caption": 0.5}
+    trainer = Trainer(cfg, progress=False)
+    stage = cfg.stages[0]
+    plain, _ = trainer.make_batch(0, 0)
+    stage.grey_fraction = 1.0
+    grey, _ = trainer.make_batch(0, 0)
+    tasks = [c.turns[0].task for c in trainer.source.batch(0, 0, stage)]
+    assert set(tasks) == {"classify", "brief_caption"}
+    for i, task in enumerate(tasks):
+        same = torch.equal(plain["pixel_values"][i], grey["pixel_values"][i])
+        assert same == (task != "classify"), (i, task)
