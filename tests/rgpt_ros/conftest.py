@@ -43,11 +43,17 @@ def demo_rec_accuracy() -> float:
         return 1.0 if demo_model_trained() else 0.0
 
 
+# The share of a seeded sample of referring expressions (every kind) the node must answer
+# right; chance is about 1 in 6. It sits under the demo model's measured REC accuracy, so the
+# test checks the node end to end rather than the model's last points.
+REFERRING_BAR = 0.5
+
 NEEDS_DEMO_MODEL = pytest.mark.skipif(
-    not demo_model_trained() or demo_rec_accuracy() < 0.8,
-    reason="the demo model cannot answer referring expressions yet (its eval_report.json "
-           f"gives REC accuracy {demo_rec_accuracy():.2f} < 0.8, or rgpt_model/demo_model/ is "
-           "empty); only the plumbing and the node-vs-library agreement are checked")
+    not demo_model_trained() or demo_rec_accuracy() < REFERRING_BAR + 0.1,
+    reason="the demo model cannot answer referring expressions well enough yet (its "
+           f"eval_report.json gives REC accuracy {demo_rec_accuracy():.2f} < "
+           f"{REFERRING_BAR + 0.1}, or rgpt_model/demo_model/ is empty); only the plumbing and "
+           "the node-vs-library agreement are checked")
 
 
 def scene(index: int, height: int = 96, width: int = 128, split: str = "val"):
