@@ -127,6 +127,7 @@ class StageSpec:
     task_weights: dict[str, float] | None = None
     max_turns: int | None = None
     max_objects: int | None = None
+    negative_rec_fraction: float | None = None  # share of REC turns whose answer is "none"
     # Weight of the REC attention-supervision loss (rgpt_model.training.rec_attention);
     # 0 = off. Needs eager attention in the LM, which the trainer uses in such stages.
     rec_attention_weight: float = 0.0
@@ -231,6 +232,9 @@ def config_from_dict(data: dict) -> TrainConfig:
         if s.region_identity_scale is not None and s.region_identity_scale <= 0:
             raise ValueError(f"stage {s.name}: region_identity_scale must be > 0, "
                              f"got {s.region_identity_scale}")
+        if s.negative_rec_fraction is not None and not 0 <= s.negative_rec_fraction <= 1:
+            raise ValueError(f"stage {s.name}: negative_rec_fraction must be in [0, 1], "
+                             f"got {s.negative_rec_fraction}")
         if s.max_objects is not None and s.max_objects < cfg.data.min_objects:
             raise ValueError(f"stage {s.name}: max_objects {s.max_objects} is below "
                              f"data.min_objects {cfg.data.min_objects}")

@@ -133,11 +133,13 @@ class ConversationSource:
                 scene_cfg = dataclasses.replace(scene_cfg, max_objects=stage.max_objects)
             weights = stage.task_weights or d.task_weights
             turns = stage.max_turns or d.max_turns
+            negatives = (d.negative_rec_fraction if stage.negative_rec_fraction is None
+                         else stage.negative_rec_fraction)
             out = []
             for j in range(n):
                 scene = generate_scene(d.seed, first + j, "train", scene_cfg)
                 conv = scene_conversation(scene, rng, weights, turns, d.prompt_variants,
-                                          d.negative_rec_fraction)
+                                          negatives)
                 out.append(conv)
             return out
         from rgpt_model.data.jsonl_format import load_record

@@ -2,6 +2,7 @@
 
 import pytest
 
+from rgpt_model import prompts
 from rgpt_model.modeling import load_model
 from rgpt_model.training.config import config_from_dict
 from rgpt_model.training.trainer import ConversationSource, Trainer
@@ -69,7 +70,25 @@ def test_stage_region_identity_scale_applies_from_its_stage_on_and_is_exported(t
     assert resumed.model.config.region_identity_scale == 7.0
 
 
+def test_stage_negative_rec_fraction_sets_the_share_of_none_answers(tmp_path):
+    d = tiny_run_dict(tmp_path)
+    d["stages"] = [{"name": s, "steps": 1, "task_weights": {"rec": 1.0},
+                    "negative_rec_fraction": f} for s, f in (("all", 1.0), ("no", 0.0))]
+    cfg = config_from_dict(d)
+    source = ConversationSource(cfg)
+
+    def none_share(stage) -> float:
+        answers = [t.answer for step in range(4) for c in source.batch(step, 0, stage)
+                   for t in c.turns]
+        return sum(a == prompts.NO_MATCH_ANSWER for a in answers) / len(answers)
+
+    always, never = cfg.stages
+    assert none_share(always) == 1.0  # every scene has an absent expression to ask
+    assert none_share(never) == 0.0
+
+
 @pytest.mark.parametrize(("key", "value", "message"), [
+    ("negative_rec_fraction", 1.5, "negative_rec_fraction must be in"),
     ("region_identity_scale", 0, "region_identity_scale must be > 0"),
     ("rec_pointer_layout", "sideways", "rec_pointer_layout must be one of"),
 ])
