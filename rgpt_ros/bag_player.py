@@ -19,6 +19,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosbags.highlevel import AnyReader
 
+from .discovery import wait_matched
 from .interface_types import make_typestore
 
 FrameHook = Callable[[str, int], None]  # (bag topic, header stamp ns) after a frame is consumed
@@ -140,10 +141,7 @@ def play(node: Node, bag: str | Path, *, remap: Mapping[str, str] | None = None,
         frame_topic = frame_topic or guess_frame_topic(types)
         if consume and frame_topic is None:
             raise ValueError("consume mode needs the frame topic: pass --frame-topic")
-        end = time.monotonic() + wait_subscribers
-        while time.monotonic() < end and not all(p.get_subscription_count() for p in
-                                                 pubs.values()):
-            time.sleep(0.05)
+        wait_matched(list(pubs.values()), wait_subscribers)
         waiter = ConsumeWaiter(node, regions_topic, status_topic) if consume else None
         base = waiter.baseline() if waiter else 0
         pending: tuple[int, int] | None = None  # (stamp, expected frames_received)

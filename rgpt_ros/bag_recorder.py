@@ -15,6 +15,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from .bag_player import message_class
+from .discovery import wait_matched
 from .interface_types import make_typestore
 
 # The node's outputs (relative names) and their types.
@@ -59,10 +60,7 @@ class BagRecorder:
         """Wait until every subscription is matched to a publisher (DDS discovery is
         asynchronous: messages sent before the match are not received); returns the topics
         still without one after ``timeout`` seconds."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end and not all(s.get_publisher_count() for s in self._subs):
-            time.sleep(0.05)
-        return [s.topic_name for s in self._subs if not s.get_publisher_count()]
+        return [s.topic_name for s in wait_matched(self._subs, timeout)]
 
     def _discover(self, topic: str, timeout: float) -> str:
         full = self.node.resolve_topic_name(topic)
