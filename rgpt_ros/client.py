@@ -145,16 +145,23 @@ class RGPTClient:
         from lifecycle_msgs.srv import GetState
 
         return str(self._call(GetState, f"{node_name}/get_state", GetState.Request(),
-                              timeout).current_state.label)
+                              timeout, resend_every=2.0).current_state.label)
 
-    def _call(self, srv_type, name: str, request, timeout: float):
+    def _call(self, srv_type, name: str, request, timeout: float,
+              resend_every: float | None = None):
+        """Call a service on a fresh client. ``wait_for_service`` only sees the server's
+        request reader; a response sent before the server has matched this client's reply
+        reader is lost, so idempotent requests are sent again every ``resend_every`` s."""
         cli = self.node.create_client(srv_type, name)
         try:
             if not cli.wait_for_service(timeout_sec=timeout):
                 raise TimeoutError(f"service {name} not available")
             fut = cli.call_async(request)
-            end = time.monotonic() + timeout
+            sent = time.monotonic()
+            end = sent + timeout
             while not fut.done() and time.monotonic() < end:
+                if resend_every is not None and time.monotonic() - sent > resend_every:
+                    fut, sent = cli.call_async(request), time.monotonic()
                 time.sleep(0.01)
             if not fut.done():
                 raise TimeoutError(f"service {name} did not answer")
