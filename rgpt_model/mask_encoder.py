@@ -34,6 +34,7 @@ class MaskShapeEncoder(nn.Module):
             c_in = c_out
         self.convs = nn.Sequential(*layers)
         self.out = nn.Linear(2 * c_in, out_dim)
+        self.out._zero_init = True  # RGPTForCausalLM._init_weights keeps it at zero
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 

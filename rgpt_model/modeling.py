@@ -27,6 +27,7 @@ from .connector import RGPTConnector
 from .errors import ModelLoadError, RegionCountMismatchError
 from .mask_encoder import MaskShapeEncoder
 from .mask_pooling import mask_pool, resize_masks
+from .mask_position import MaskPositionEncoder
 from .refinement import FeatureRefiner
 
 logger = logging.getLogger(__name__)
@@ -60,9 +61,24 @@ class RGPTForCausalLM(PreTrainedModel):
             config.multimodal_projector_bias,
         )
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        # created last, so switching it on leaves every other module's seeded init unchanged
+        self.mask_position = (
+            MaskPositionEncoder(vdim, config.mask_position_resolution)
+            if config.use_mask_position else None
+        )
         self.post_init()
         if config.freeze_vision_tower:
             self.vision_tower.requires_grad_(False)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Transformers' init, except layers marked ``_zero_init`` (the mask encoders' output
+        layers) stay at zero, also when ``from_pretrained`` initialises missing weights."""
+        if getattr(module, "_zero_init", False):
+            nn.init.zeros_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+            return
+        super()._init_weights(module)
 
     # ------------------------------------------------------------------ embeddings plumbing
     def get_input_embeddings(self) -> nn.Module:
@@ -107,13 +123,16 @@ class RGPTForCausalLM(PreTrainedModel):
     ) -> torch.Tensor:
         """Refine the grid (if enabled) and mask-pool: masks (R, H, W) any size -> (R, C).
 
-        With ``use_mask_encoder`` the mask's silhouette embedding is added to the pooled feature.
+        With ``use_mask_encoder`` the mask's silhouette embedding is added to the pooled feature,
+        with ``use_mask_position`` its position embedding.
         """
         fmap = self.refiner(grid) if self.refiner is not None else grid
         weights = resize_masks(masks, tuple(fmap.shape[-2:])).to(fmap.dtype)
         pooled = mask_pool(fmap, weights, region_image_index)
         if self.mask_encoder is not None:
             pooled = pooled + self.mask_encoder(masks).to(pooled.dtype)
+        if self.mask_position is not None:
+            pooled = pooled + self.mask_position(masks).to(pooled.dtype)
         return pooled
 
     def encode_regions(

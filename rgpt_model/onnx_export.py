@@ -53,6 +53,7 @@ class _VisionSide(nn.Module):
         self.vision_tower = conv(model.vision_tower)
         self.refiner = conv(model.refiner) if model.refiner is not None else None
         self.mask_encoder = conv(model.mask_encoder) if model.mask_encoder is not None else None
+        self.mask_position = conv(model.mask_position) if model.mask_position is not None else None
         cls = type(model)
         self._fns = {
             k: getattr(cls, k).__get__(self)
@@ -82,10 +83,13 @@ def model_fingerprint(model: nn.Module) -> str:
         "patch_merge_factor",
         "use_mask_encoder",
         "mask_encoder_resolution",
+        "use_mask_position",
+        "mask_position_resolution",
     )
     h.update(json.dumps({k: getattr(cfg, k, None) for k in keys}, sort_keys=True).encode())
     h.update(json.dumps(cfg.vision_config.to_dict(), sort_keys=True, default=str).encode())
-    parts = [model.vision_tower] + [m for m in (model.refiner, model.mask_encoder) if m is not None]
+    region_side = (model.refiner, model.mask_encoder, model.mask_position)
+    parts = [model.vision_tower] + [m for m in region_side if m is not None]
     for part in parts:
         for name, t in sorted(part.state_dict().items()):
             h.update(name.encode())

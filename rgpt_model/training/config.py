@@ -15,6 +15,8 @@ from typing import Any
 import yaml
 
 REC_POINTER_LAYOUTS = ("quote", "answer")  # see rgpt_model.training.rec_attention
+TRAINABLE_PARTS = ("vision", "refiner", "position", "connector", "lm")
+POSITIVE_REC_KINDS = ("attribute", "superlative", "relation")  # rgpt_model.data.expressions
 
 
 @dataclass
@@ -62,6 +64,9 @@ class ModelSpec:
     num_region_tokens: int = 16
     sincos_position_init: float = 0.0  # >0: 2D sin-cos position embeddings of this scale
     mask_encoder: bool = False  # add a mask silhouette embedding (rgpt_model.mask_encoder)
+    # add a mask position embedding (rgpt_model.mask_position); it is trained only by stages
+    # that list "position" and adds nothing before (its output layer starts at zero)
+    mask_position: bool = False
     region_placeholder_identity: bool = False  # add region features to <regionK> embeddings
     region_identity_scale: float = 1.0  # weight of the <regionK> embedding in that sum
 
@@ -102,9 +107,9 @@ class DataSpec:
 class StageSpec:
     """One training stage. ``train``: which parts learn.
 
-    Parts: ``vision``, ``refiner`` (with the mask encoder, if any), ``connector``, ``lm``
-    (``lm_mode``: ``full``, ``lora`` or ``frozen``). Stage 1 of the paper = refiner +
-    connector; stage 2 adds the LM.
+    Parts: ``vision``, ``refiner`` (with the mask encoder, if any), ``position`` (the mask
+    position encoder), ``connector``, ``lm`` (``lm_mode``: ``full``, ``lora`` or ``frozen``).
+    Stage 1 of the paper = refiner + connector; stage 2 adds the LM.
     ``lm_loss: false`` makes a vision-only stage trained by the auxiliary region-attribute loss
     alone (``aux_loss_weight``): a stand-in for CLIP pretraining when the tower starts from
     scratch, as in the demo model.
@@ -128,6 +133,9 @@ class StageSpec:
     max_turns: int | None = None
     max_objects: int | None = None
     negative_rec_fraction: float | None = None  # share of REC turns whose answer is "none"
+    # Relative weights of the kinds of positive REC expressions (attribute, superlative,
+    # relation); None = uniform over a scene's expressions, where attribute phrases dominate.
+    rec_kind_weights: dict[str, float] | None = None
     # Weight of the REC attention-supervision loss (rgpt_model.training.rec_attention);
     # 0 = off. Needs eager attention in the LM, which the trainer uses in such stages.
     rec_attention_weight: float = 0.0
@@ -223,7 +231,7 @@ def config_from_dict(data: dict) -> TrainConfig:
     for s in cfg.stages:
         if s.lm_mode not in ("full", "lora", "frozen"):
             raise ValueError(f"stage {s.name}: lm_mode must be full, lora or frozen")
-        bad = sorted(set(s.train) - {"vision", "refiner", "connector", "lm"})
+        bad = sorted(set(s.train) - set(TRAINABLE_PARTS))
         if bad:
             raise ValueError(f"stage {s.name}: unknown parts {bad}")
         if s.rec_pointer_layout not in REC_POINTER_LAYOUTS:
@@ -232,6 +240,13 @@ def config_from_dict(data: dict) -> TrainConfig:
         if s.region_identity_scale is not None and s.region_identity_scale <= 0:
             raise ValueError(f"stage {s.name}: region_identity_scale must be > 0, "
                              f"got {s.region_identity_scale}")
+        if s.rec_kind_weights is not None:
+            unknown = sorted(set(s.rec_kind_weights) - set(POSITIVE_REC_KINDS))
+            values = list(s.rec_kind_weights.values())
+            if unknown or any(v < 0 for v in values) or sum(values) <= 0:
+                raise ValueError(f"stage {s.name}: rec_kind_weights needs non-negative weights "
+                                 f"of {POSITIVE_REC_KINDS} with a positive sum, got "
+                                 f"{s.rec_kind_weights}")
         if s.negative_rec_fraction is not None and not 0 <= s.negative_rec_fraction <= 1:
             raise ValueError(f"stage {s.name}: negative_rec_fraction must be in [0, 1], "
                              f"got {s.negative_rec_fraction}")

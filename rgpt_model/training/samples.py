@@ -22,7 +22,7 @@ import torch
 from rgpt_model import prompts
 from rgpt_model.data import templates
 from rgpt_model.data.attributes import COLOURS, SHAPES, SIZES
-from rgpt_model.data.scene import Scene
+from rgpt_model.data.scene import ReferringExpression, Scene
 from rgpt_model.tokenization import IMAGE_TOKEN, find_region_placeholders
 
 IGNORE_INDEX = -100
@@ -87,8 +87,13 @@ def scene_turns(
     max_turns: int,
     variants: Sequence[str] = ("model", "data", "coco"),
     negative_fraction: float = 0.2,
+    rec_kind_weights: dict[str, float] | None = None,
 ) -> list[Turn]:
-    """Random task-guided turns about a synthetic scene (regions = positions in scene.regions)."""
+    """Random task-guided turns about a synthetic scene (regions = positions in scene.regions).
+
+    ``rec_kind_weights`` draws a positive expression's kind first (among the scene's kinds,
+    by weight), then a phrase of that kind; None draws uniformly over all phrases.
+    """
     regions = scene.regions
     n = len(regions)
     tasks = [t for t in TASK_NAMES if task_weights.get(t, 0) > 0]
@@ -117,6 +122,8 @@ def scene_turns(
         elif task == "rec":
             use_neg = neg and (not pos or rng.random() < negative_fraction)
             pool = neg if use_neg else pos
+            if not use_neg and rec_kind_weights is not None:
+                pool = _pool_of_drawn_kind(pos, rec_kind_weights, rng)
             if not pool:
                 continue
             e = pool[int(rng.integers(len(pool)))]
@@ -128,12 +135,25 @@ def scene_turns(
     return turns
 
 
+def _pool_of_drawn_kind(expressions: list[ReferringExpression], weights: dict[str, float],
+                        rng: np.random.Generator) -> list[ReferringExpression]:
+    """The expressions of one kind, drawn by ``weights`` among the kinds present."""
+    kinds = sorted({e.kind for e in expressions if weights.get(e.kind, 0) > 0})
+    if not kinds:
+        return []
+    p = np.asarray([weights[k] for k in kinds], dtype=float)
+    kind = kinds[int(rng.choice(len(kinds), p=p / p.sum()))]
+    return [e for e in expressions if e.kind == kind]
+
+
 def scene_conversation(scene: Scene, rng: np.random.Generator, task_weights: dict[str, float],
                        max_turns: int, variants: Sequence[str] = ("model", "data", "coco"),
-                       negative_fraction: float = 0.2) -> Conversation:
+                       negative_fraction: float = 0.2,
+                       rec_kind_weights: dict[str, float] | None = None) -> Conversation:
     """A multi-turn training conversation about a synthetic scene."""
     masks = np.stack([scene.labels == r.id for r in scene.regions])
-    turns = scene_turns(scene, rng, task_weights, max_turns, variants, negative_fraction)
+    turns = scene_turns(scene, rng, task_weights, max_turns, variants, negative_fraction,
+                        rec_kind_weights)
     h, w = scene.labels.shape
     attrs = np.asarray([[SHAPES.index(r.shape), list(COLOURS).index(r.colour),
                          list(SIZES).index(r.size), r.centroid[0] / w, r.centroid[1] / h]

@@ -139,7 +139,7 @@ class ConversationSource:
             for j in range(n):
                 scene = generate_scene(d.seed, first + j, "train", scene_cfg)
                 conv = scene_conversation(scene, rng, weights, turns, d.prompt_variants,
-                                          negatives)
+                                          negatives, stage.rec_kind_weights)
                 out.append(conv)
             return out
         from rgpt_model.data.jsonl_format import load_record
@@ -223,7 +223,11 @@ class Trainer:
         m.config.region_identity_scale = self._region_identity_scale(index)
         m.requires_grad_(False)
         region_side = [x for x in (m.refiner, m.mask_encoder) if x is not None]
-        parts = {"vision": [m.vision_tower], "refiner": region_side, "connector": [m.connector]}
+        parts = {"vision": [m.vision_tower], "refiner": region_side, "connector": [m.connector],
+                 "position": [m.mask_position] if m.mask_position is not None else []}
+        if "position" in stage.train and m.mask_position is None:
+            raise ValueError(f"stage {stage.name} trains 'position', but the model has no mask "
+                             "position encoder (set model.mask_position: true)")
         for name in stage.train:
             if name == "lm":
                 continue
@@ -337,6 +341,15 @@ class Trainer:
         self.processor.save_pretrained(path)
         return path
 
+    def _load_model_state(self, weights: dict) -> None:
+        """Strict, except that a checkpoint from before the mask position encoder existed
+        loads into a model that has one (the encoder keeps its zero output)."""
+        missing, unexpected = self.model.load_state_dict(weights, strict=False)
+        missing = [k for k in missing if not k.startswith("mask_position.")]
+        if missing or unexpected:
+            raise RuntimeError(f"checkpoint does not fit the model: missing {missing[:5]}, "
+                               f"unexpected {unexpected[:5]}")
+
     def load_checkpoint(self) -> bool:
         """Resume from ``output_dir/checkpoint-last`` when present; returns whether it did."""
         path = self.out / CHECKPOINT_DIR / "state.pt"
@@ -346,7 +359,7 @@ class Trainer:
         self.processor = RGPTProcessor.from_pretrained(path.parent, self.model.config)
         if state["stage_index"] >= 0:
             self._enter_stage(state["stage_index"])
-        self.model.load_state_dict(state["model"])
+        self._load_model_state(state["model"])
         if self.aux_heads is not None and state.get("aux_heads") is not None:
             self.aux_heads.load_state_dict(state["aux_heads"])
         if state["optimizer"] is not None and self.optimizer is not None:

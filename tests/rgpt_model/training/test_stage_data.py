@@ -1,10 +1,13 @@
 """Per-stage data overrides: the REC curriculum of the demo model relies on them."""
 
+import numpy as np
 import pytest
 
 from rgpt_model import prompts
+from rgpt_model.data.synthetic import generate_scene
 from rgpt_model.modeling import load_model
 from rgpt_model.training.config import config_from_dict
+from rgpt_model.training.samples import scene_turns
 from rgpt_model.training.trainer import ConversationSource, Trainer
 
 from .conftest import tiny_run_dict
@@ -97,3 +100,27 @@ def test_bad_stage_rec_settings_are_errors(tmp_path, key, value, message):
     d["stages"] = [{"name": "s", "steps": 1, key: value}]
     with pytest.raises(ValueError, match=message):
         config_from_dict(d)
+
+
+def test_rec_kind_weights_choose_the_kind_of_positive_expressions():
+    scene = next(s for s in (generate_scene(0, i, "train") for i in range(20))
+                 if {e.kind for e in s.expressions} >= {"attribute", "relation"})
+    by_text = {e.text: e.kind for e in scene.expressions}
+
+    def kinds(weights) -> set[str]:
+        turns = scene_turns(scene, np.random.default_rng(0), {"rec": 1.0}, max_turns=40,
+                            negative_fraction=0.0, rec_kind_weights=weights)
+        return {kind for t in turns for text, kind in by_text.items()
+                if f'"{text}"' in t.question or f"'{text}'" in t.question}
+
+    assert kinds({"relation": 1.0}) == {"relation"}
+    assert kinds({"attribute": 1.0, "superlative": 0.0}) == {"attribute"}
+    assert len(kinds(None)) > 1
+
+
+def test_bad_rec_kind_weights_are_errors(tmp_path):
+    d = tiny_run_dict(tmp_path)
+    for weights in ({"colour": 1.0}, {"relation": -1.0}, {"relation": 0.0}):
+        d["stages"] = [{"name": "s", "steps": 1, "rec_kind_weights": weights}]
+        with pytest.raises(ValueError, match="rec_kind_weights needs non-negative weights"):
+            config_from_dict(d)

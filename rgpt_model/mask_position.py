@@ -1,0 +1,63 @@
+"""Position embedding of a region mask, added to its mask-pooled feature (optional).
+
+Mask pooling averages features, and the silhouette encoder pools globally, so neither says
+reliably *where* a region lies: in the demo model a linear probe read the centroid from
+the pooled feature with R^2 0.58 (14 px mean error on 256 px scenes), and directional
+expressions ("the leftmost square", "the circle left of the star") stayed near 40 % while
+size superlatives reached 93 %. Region-level VLMs that answer spatial questions feed the
+region's coordinates in (GPT4RoI and Shikra as box numbers, Ferret as a spatial-aware
+sampler); here the mask's first and second moments (centre and spread on each axis, in the
+square input frame, 0..1) and Fourier features of the centre go through a small MLP.
+
+Off by default (``RGPTConfig.use_mask_position``). The output layer starts at zero, so a
+trained model with the encoder switched on answers exactly as before until a stage trains it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .mask_pooling import resize_masks
+
+
+def mask_moments(masks: torch.Tensor, resolution: int) -> torch.Tensor:
+    """(R, H, W) mask weights -> (R, 4): centre x, centre y, spread x, spread y in 0..1.
+
+    An empty mask gives zeros. Only tensor ops, so the ONNX export traces it.
+    """
+    w = resize_masks(masks, (resolution, resolution))
+    coords = (torch.arange(resolution, dtype=w.dtype, device=w.device) + 0.5) / resolution
+    out = []
+    total = w.sum(dim=(1, 2)).clamp_min(1e-6)
+    for profile in (w.sum(dim=1), w.sum(dim=2)):  # (R, W) columns -> x, (R, H) rows -> y
+        centre = (profile * coords).sum(dim=1) / total
+        var = (profile * (coords - centre[:, None]) ** 2).sum(dim=1) / total
+        out.append((centre, var.clamp_min(0.0).sqrt()))
+    (cx, sx), (cy, sy) = out
+    return torch.stack([cx, cy, sx, sy], dim=1)
+
+
+class MaskPositionEncoder(nn.Module):
+    """(R, H, W) mask weights in [0, 1], any size -> (R, out_dim)."""
+
+    def __init__(self, out_dim: int, resolution: int = 64, frequencies: int = 4,
+                 hidden: int = 64) -> None:
+        super().__init__()
+        self.resolution = resolution
+        self.register_buffer(
+            "freqs", math.pi * 2.0 ** torch.arange(frequencies, dtype=torch.float32),
+            persistent=False)
+        self.mlp = nn.Sequential(nn.Linear(4 + 4 * frequencies, hidden), nn.GELU())
+        self.out = nn.Linear(hidden, out_dim)
+        self.out._zero_init = True  # RGPTForCausalLM._init_weights keeps it at zero
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, masks: torch.Tensor) -> torch.Tensor:
+        m = mask_moments(masks, self.resolution).to(self.out.weight.dtype)
+        angles = m[:, :2, None] * self.freqs.to(m.dtype)  # (R, 2, F)
+        feats = torch.cat([2.0 * m - 1.0, angles.sin().flatten(1), angles.cos().flatten(1)], 1)
+        return self.out(self.mlp(feats))
