@@ -72,10 +72,12 @@ class RGPTClient:
         self.node.create_subscription(Image, "debug_image", self._on_debug, 2)
         self.action = ActionClient(self.node, RegionQuery, "refer")
         self._param_client = None
+        self._service_clients: dict[str, Any] = {}
         self._executor = SingleThreadedExecutor()
         self._executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
+        self._lifecycle_clients("rgpt_node")  # discovery runs while the caller gets ready
 
     def _spin(self) -> None:
         try:
@@ -147,27 +149,37 @@ class RGPTClient:
         return str(self._call(GetState, f"{node_name}/get_state", GetState.Request(),
                               timeout, resend_every=2.0).current_state.label)
 
+    def _lifecycle_clients(self, node_name: str) -> None:
+        from lifecycle_msgs.srv import ChangeState, GetState
+
+        self._client(ChangeState, f"{node_name}/change_state")
+        self._client(GetState, f"{node_name}/get_state")
+
+    def _client(self, srv_type, name: str):
+        """One long-lived client per service. ``wait_for_service`` only sees the server's
+        request reader; a response sent before the server has matched the client's reply
+        reader is lost, which a fresh client per call risks on every call."""
+        if name not in self._service_clients:
+            self._service_clients[name] = self.node.create_client(srv_type, name)
+        return self._service_clients[name]
+
     def _call(self, srv_type, name: str, request, timeout: float,
               resend_every: float | None = None):
-        """Call a service on a fresh client. ``wait_for_service`` only sees the server's
-        request reader; a response sent before the server has matched this client's reply
-        reader is lost, so idempotent requests are sent again every ``resend_every`` s."""
-        cli = self.node.create_client(srv_type, name)
-        try:
-            if not cli.wait_for_service(timeout_sec=timeout):
-                raise TimeoutError(f"service {name} not available")
-            fut = cli.call_async(request)
-            sent = time.monotonic()
-            end = sent + timeout
-            while not fut.done() and time.monotonic() < end:
-                if resend_every is not None and time.monotonic() - sent > resend_every:
-                    fut, sent = cli.call_async(request), time.monotonic()
-                time.sleep(0.01)
-            if not fut.done():
-                raise TimeoutError(f"service {name} did not answer")
-            return fut.result()
-        finally:
-            self.node.destroy_client(cli)
+        """Call a service; idempotent requests are sent again every ``resend_every`` s, in
+        case the first went out before the reply path was matched."""
+        cli = self._client(srv_type, name)
+        if not cli.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError(f"service {name} not available")
+        fut = cli.call_async(request)
+        sent = time.monotonic()
+        end = sent + timeout
+        while not fut.done() and time.monotonic() < end:
+            if resend_every is not None and time.monotonic() - sent > resend_every:
+                fut, sent = cli.call_async(request), time.monotonic()
+            time.sleep(0.01)
+        if not fut.done():
+            raise TimeoutError(f"service {name} did not answer")
+        return fut.result()
 
     def wait_ready(self, timeout: float = 60.0, masks: bool = True) -> bool:
         """True once the node reports active and its inputs and the action are matched
