@@ -202,6 +202,16 @@ def absent_expressions(
     return [ReferringExpression(f"the {describe(cands[i])}", [], "absent") for i in sorted(idx)]
 
 
+def spatial_word(e: ReferringExpression) -> str | None:
+    """The superlative or relation of an expression ("leftmost", "largest", "left of"), else
+    None: evaluation reports accuracy per word, as position and size are learnt apart."""
+    if e.kind == "superlative":
+        return e.text.split()[1]
+    if e.kind in ("relation", "absent_relation"):
+        return next((r for r in RELATIONS if f" {r} the " in e.text), None)
+    return None
+
+
 def _sample(
     items: list[ReferringExpression], rng: np.random.Generator, k: int
 ) -> list[ReferringExpression]:

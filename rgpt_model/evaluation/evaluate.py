@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from rgpt_model import prompts
 from rgpt_model.data.attributes import HELD_OUT_PAIRS, SHAPES
+from rgpt_model.data.expressions import spatial_word
 from rgpt_model.data.synthetic import SceneConfig, generate_scene
 from rgpt_model.evaluation import metrics
 from rgpt_model.predictor import RGPTPredictor
@@ -101,7 +102,7 @@ def evaluate_synthetic(
     brief_pred, brief_ref, brief_ok, brief_size_ok = [], [], [], []
     brief_colour_ok, brief_shape_ok = [], []
     detail_pred, detail_ref = [], []
-    rec_pred, rec_tgt, rec_kind = [], [], []
+    rec_pred, rec_tgt, rec_kind, rec_word = [], [], [], []
     t0 = time.time()
     for i in tqdm(range(start, start + num_scenes), desc=f"eval {split}", disable=not progress,
                   unit="scene"):
@@ -159,18 +160,25 @@ def evaluate_synthetic(
             rec_pred.append(res.matched_ids)
             rec_tgt.append(list(e.target_ids))
             rec_kind.append(e.kind)
+            word = spatial_word(e)
+            rec_word.append(f"{e.kind}: {word}" if word else None)
     seconds = time.time() - t0
     scores = np.concatenate(score_rows) if score_rows else np.zeros((0, len(vocab)))
     held_mask = np.asarray(cls_held, bool)
     correct = np.asarray([p == r for p, r in zip(cls_pred, cls_ref, strict=True)], bool)
     same_shape = [a == b for a, b in zip(shuf_ref, shuf_mask_ref, strict=True)]
-    by_kind = {}
-    for kind in sorted(set(rec_kind)):
-        sel = [j for j, k in enumerate(rec_kind) if k == kind]
-        by_kind[kind] = metrics.rec_accuracy([rec_pred[j] for j in sel],
-                                             [rec_tgt[j] for j in sel])["accuracy"]
+
+    def rec_accuracy_by(keys: list[str | None]) -> dict[str, float]:
+        out = {}
+        for key in sorted({k for k in keys if k is not None}):
+            sel = [j for j, k in enumerate(keys) if k == key]
+            out[key] = metrics.rec_accuracy([rec_pred[j] for j in sel],
+                                            [rec_tgt[j] for j in sel])["accuracy"]
+        return out
+
     rec = metrics.rec_accuracy(rec_pred, rec_tgt)
-    rec["by_kind"] = by_kind
+    rec["by_kind"] = rec_accuracy_by(rec_kind)
+    rec["by_spatial_word"] = rec_accuracy_by(rec_word)
     report = {
         "split": split,
         "seed": seed,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rgpt_model.data.attributes import COLOURS, HELD_OUT_PAIRS, SHAPES, SIZES, seen_pairs
-from rgpt_model.data.expressions import describe, matches, relation_holds
+from rgpt_model.data.expressions import describe, matches, relation_holds, spatial_word
 from rgpt_model.data.synthetic import SceneConfig, generate_scene, generate_scenes
 
 
@@ -134,6 +134,19 @@ def test_relation_predicate_margin():
     assert relation_holds(a, a, "left of", 1.0) is None
     left = relation_holds(a, b, "left of", 0.0)
     assert relation_holds(a, b, "right of", 0.0) is (not left)
+
+
+def test_spatial_word_names_the_superlative_or_relation():
+    words = {}
+    for i in range(10):
+        for e in generate_scene(0, i, "train").expressions:
+            words.setdefault(e.kind, set()).add(spatial_word(e))
+    assert words["attribute"] == words["absent"] == {None}
+    assert words["superlative"] <= {"leftmost", "rightmost", "topmost", "bottommost", "largest",
+                                    "smallest"}
+    assert words["relation"] | words["absent_relation"] <= {"left of", "right of", "above",
+                                                            "below"}
+    assert len(words["superlative"]) >= 4 and len(words["relation"]) >= 3
 
 
 def test_large_image_works():

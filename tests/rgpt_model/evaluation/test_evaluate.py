@@ -89,7 +89,7 @@ def test_tiny_model_synthetic_and_cli(tiny_model, tmp_path, capsys):
     rep = json.loads(out.read_text())
     assert json.loads(capsys.readouterr().out) == rep
     assert 0.0 <= rep["classification"]["accuracy"] <= 1.0
-    assert {"accuracy", "none_accuracy", "by_kind"} <= set(rep["rec"])
+    assert {"accuracy", "none_accuracy", "by_kind", "by_spatial_word"} <= set(rep["rec"])
     assert rep["detailed_caption"] is None
 
 
