@@ -234,6 +234,9 @@ def config_from_dict(data: dict) -> TrainConfig:
         bad = sorted(set(s.train) - set(TRAINABLE_PARTS))
         if bad:
             raise ValueError(f"stage {s.name}: unknown parts {bad}")
+        if "position" in s.train and not cfg.model.mask_position:
+            raise ValueError(f"stage {s.name} trains 'position', but the model has no mask "
+                             "position encoder (set model.mask_position: true)")
         if s.rec_pointer_layout not in REC_POINTER_LAYOUTS:
             raise ValueError(f"stage {s.name}: rec_pointer_layout must be one of "
                              f"{REC_POINTER_LAYOUTS}, got {s.rec_pointer_layout!r}")
