@@ -2,7 +2,8 @@
 
 Mask pooling averages features, and the silhouette encoder pools globally, so neither says
 reliably *where* a region lies: in the demo model a linear probe read the centroid from
-the pooled feature with R^2 0.58 (14 px mean error on 256 px scenes), and directional
+the pooled feature with R^2 0.58 (14 px mean error on 128 px scenes, where the expressions'
+margin is 8 px), and directional
 expressions ("the leftmost square", "the circle left of the star") stayed near 40 % while
 size superlatives reached 93 %. Region-level VLMs that answer spatial questions feed the
 region's coordinates in (GPT4RoI and Shikra as box numbers, Ferret as a spatial-aware
