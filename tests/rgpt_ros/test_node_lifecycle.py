@@ -30,9 +30,11 @@ def nodes(ros_context, tmp_path_factory):
     c_managed = RGPTClient(ns=NS, image_topic="camera/image_raw")
     c_bad = RGPTClient(ns="/badmodel")
     yield (managed, c_managed), (bad, c_bad)
-    for proc, client in ((managed, c_managed), (bad, c_bad)):
+    for client in (c_managed, c_bad):
         client.close()
-        rc = proc.stop()
+    # stop both before asserting: a failed assert must not leave the other node running
+    codes = {proc: proc.stop() for proc in (managed, bad)}
+    for proc, rc in codes.items():
         assert rc == 0, f"node exited with {rc}:\n{log_tail(proc.log)}"
 
 
