@@ -38,7 +38,7 @@ class RGPTConfig(PretrainedConfig):
     ``use_mask_encoder`` / ``mask_encoder_resolution`` add a silhouette embedding of each mask
     to its pooled feature (:mod:`rgpt_model.mask_encoder`; off = the paper's pure pooling);
     ``use_mask_position`` / ``mask_position_resolution`` add an embedding of where the mask
-    lies (:mod:`rgpt_model.mask_position`; off by default);
+    lies (:mod:`rgpt_model.mask_position`; off by default), times ``mask_position_scale``;
     ``region_placeholder_identity`` adds each region feature to its placeholder's embedding
     instead of replacing it (off = the paper's replacement), so numbered placeholders keep
     their number, which REC answers ("Region [k]") refer to; ``region_identity_scale``
@@ -75,6 +75,7 @@ class RGPTConfig(PretrainedConfig):
     mask_encoder_resolution: int = 128
     use_mask_position: bool = False
     mask_position_resolution: int = 64
+    mask_position_scale: float = 1.0
     region_placeholder_identity: bool = False
     region_identity_scale: float = 1.0
     tie_word_embeddings: bool = False

@@ -63,7 +63,8 @@ class RGPTForCausalLM(PreTrainedModel):
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
         # created last, so switching it on leaves every other module's seeded init unchanged
         self.mask_position = (
-            MaskPositionEncoder(vdim, config.mask_position_resolution)
+            MaskPositionEncoder(vdim, config.mask_position_resolution,
+                                scale=config.mask_position_scale)
             if config.use_mask_position else None
         )
         self.post_init()

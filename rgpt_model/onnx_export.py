@@ -85,6 +85,7 @@ def model_fingerprint(model: nn.Module) -> str:
         "mask_encoder_resolution",
         "use_mask_position",
         "mask_position_resolution",
+        "mask_position_scale",
     )
     h.update(json.dumps({k: getattr(cfg, k, None) for k in keys}, sort_keys=True).encode())
     h.update(json.dumps(cfg.vision_config.to_dict(), sort_keys=True, default=str).encode())

@@ -104,6 +104,7 @@ def scratch_config(cfg: TrainConfig, tokenizer) -> RGPTConfig:
         refiner_hidden_size=m.refiner_hidden_size,
         use_mask_encoder=m.mask_encoder,
         use_mask_position=m.mask_position,
+        mask_position_scale=m.mask_position_scale,
         region_placeholder_identity=m.region_placeholder_identity,
         region_identity_scale=m.region_identity_scale,
         vision_feature_layer=m.vision_feature_layer,

@@ -67,6 +67,9 @@ class ModelSpec:
     # add a mask position embedding (rgpt_model.mask_position); it is trained only by stages
     # that list "position" and adds nothing before (its output layer starts at zero)
     mask_position: bool = False
+    # gain on that embedding: its zero-init output grows about this much faster under Adam,
+    # so it can match the pooled feature's scale (an unscaled one stayed ~10x smaller)
+    mask_position_scale: float = 1.0
     region_placeholder_identity: bool = False  # add region features to <regionK> embeddings
     region_identity_scale: float = 1.0  # weight of the <regionK> embedding in that sum
 
@@ -228,6 +231,9 @@ def _build(cls, data: Any, where: str):
 def config_from_dict(data: dict) -> TrainConfig:
     """TrainConfig from a plain dict (the parsed YAML)."""
     cfg = _build(TrainConfig, data, "config")
+    if cfg.model.mask_position_scale <= 0:
+        raise ValueError("model.mask_position_scale must be > 0, "
+                         f"got {cfg.model.mask_position_scale}")
     for s in cfg.stages:
         if s.lm_mode not in ("full", "lora", "frozen"):
             raise ValueError(f"stage {s.name}: lm_mode must be full, lora or frozen")

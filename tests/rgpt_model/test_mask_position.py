@@ -48,6 +48,15 @@ def test_untrained_encoder_adds_nothing_and_trained_tells_positions_apart():
     assert (sil[0] - sil[2]).abs().max() < (out[0] - out[2]).abs().max()
 
 
+def test_scale_multiplies_the_output():
+    plain, scaled = MaskPositionEncoder(8), MaskPositionEncoder(8, scale=3.0)
+    scaled.load_state_dict(plain.state_dict())  # the scale is config, not a weight
+    with torch.no_grad():
+        plain.out.weight.normal_(generator=torch.Generator().manual_seed(0))
+        scaled.out.weight.copy_(plain.out.weight)
+        torch.testing.assert_close(scaled(_boxes()), 3.0 * plain(_boxes()))
+
+
 def test_zero_init_survives_model_init_and_loading_an_older_model(tmp_path):
     torch.manual_seed(0)
     model = RGPTForCausalLM(tiny_config(50, use_mask_encoder=True, use_mask_position=True))
@@ -67,8 +76,9 @@ def test_zero_init_survives_model_init_and_loading_an_older_model(tmp_path):
 
 
 def test_model_with_mask_position_saves_loads_and_exports(tmp_path):
-    path = make_tiny_model(tmp_path / "m", use_mask_position=True)
+    path = make_tiny_model(tmp_path / "m", use_mask_position=True, mask_position_scale=4.0)
     model = load_model(path)
+    assert model.mask_position.scale == 4.0
     with torch.no_grad():
         model.mask_position.out.weight.normal_(generator=torch.Generator().manual_seed(1))
     model.save_pretrained(path)

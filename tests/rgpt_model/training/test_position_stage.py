@@ -24,6 +24,15 @@ def test_position_stage_resumes_an_older_checkpoint_and_trains_only_from_its_sta
     assert not trainer.model.vision_tower.embeddings.patch_embedding.weight.requires_grad
 
 
+def test_mask_position_scale_reaches_the_model_and_must_be_positive(tmp_path):
+    d = tiny_run_dict(tmp_path, steps=1)
+    d["model"].update(mask_position=True, mask_position_scale=10.0)
+    assert Trainer(config_from_dict(d), progress=False).model.mask_position.scale == 10.0
+    d["model"]["mask_position_scale"] = 0.0
+    with pytest.raises(ValueError, match="mask_position_scale must be > 0"):
+        config_from_dict(d)
+
+
 def test_training_position_without_the_encoder_is_an_error(tmp_path):
     d = tiny_run_dict(tmp_path, steps=1)
     d["stages"][0]["train"] = ["position", "lm"]
