@@ -146,6 +146,10 @@ class StageSpec:
     rec_pointer_layout: str = "quote"
     # Weight of the REC number readout at the closing quote (rec_attention.rec_readout_loss).
     rec_readout_weight: float = 0.0
+    # Weight of the expression readout at the token that predicts the REC answer's number
+    # (rec_attention.ExpressionReadout): that token's input to the last layer must name the
+    # expression's words, so the answer head's query can depend on "leftmost" vs "rightmost".
+    rec_expression_weight: float = 0.0
     # Sets the model's region_identity_scale from this stage on (None = keep the value of
     # the model spec or of an earlier stage); the exported model keeps the last one.
     region_identity_scale: float | None = None

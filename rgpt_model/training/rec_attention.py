@@ -1,5 +1,5 @@
-"""Attention supervision and a number readout for REC answers (training only; the exported
-model is unchanged).
+"""Attention supervision and readouts for REC answers (training only; the exported model is
+unchanged).
 
 A from-scratch LM has to discover by itself how "Region [k]" follows from the expression: a
 content-matching circuit that forms only after a long plateau (scripts/rec_oracle_probe.py,
@@ -18,13 +18,22 @@ of the last two layers is supervised, in one of two layouts:
   the answer's loss. Used by the demo model's late stages.
 
 ``rec_readout_loss`` is a further option: the closing quote's own output predicts the
-number. Pretrained LLMs (Vicuna in the paper) bring such circuits with them and need no such
-help.
+number. ``ExpressionReadout`` is another: the number-predicting token's input to the last
+layer (where the answer head's query comes from) must name the words of the expression. In
+the demo model a linear probe read "largest" / "smallest" there at ~100 % but leftmost /
+rightmost / topmost / bottommost at ~30-60 % (scripts/rec_attention_probe.py shows the head
+then ranks a group by size but not by position), though an oracle LM of the same size learns
+to rank by position in ~8k examples once the words reach the query
+(scripts/rec_oracle_probe.py --superlative). Pretrained LLMs (Vicuna in the paper) bring
+such circuits with them and need no such help.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
+from torch import nn
 
 from rgpt_model.training.config import REC_POINTER_LAYOUTS
 
@@ -79,3 +88,40 @@ def rec_readout_loss(logits: torch.Tensor, positions: torch.Tensor, input_ids: t
     b, quote, number, _ = positions.to(logits.device).unbind(1)
     target = input_ids.to(logits.device)[b, number + 1]
     return torch.nn.functional.cross_entropy(logits[b, quote].float(), target)
+
+
+def expression_words(input_ids: torch.Tensor, positions: torch.Tensor, vocab_size: int
+                     ) -> torch.Tensor:
+    """(P, vocab) multi-hot of the token ids between each REC row's opening and closing
+    quote (``positions``: ``collate``'s ``rec_positions``; the opening quote is the nearest
+    earlier token equal to the closing one)."""
+    words = torch.zeros(len(positions), vocab_size)
+    for row, (b, quote, _, _) in enumerate(positions.tolist()):
+        ids = input_ids[b, :quote].tolist()
+        opening = len(ids) - 1 - ids[::-1].index(int(input_ids[b, quote]))
+        words[row, ids[opening + 1:]] = 1.0
+    return words
+
+
+class ExpressionReadout(nn.Module):
+    """Linear readout of the expression's words (multi-label) from the hidden state that
+    enters the last layer at the token predicting the REC answer's number. Training only."""
+
+    def __init__(self, hidden_size: int, vocab_size: int) -> None:
+        super().__init__()
+        self.head = nn.Linear(hidden_size, vocab_size)
+        # an expression names a handful of the vocabulary: start every word near absent
+        nn.init.constant_(self.head.bias, -math.log(vocab_size))
+
+    def loss(self, hidden_states: tuple[torch.Tensor, ...], positions: torch.Tensor,
+             input_ids: torch.Tensor) -> torch.Tensor:
+        """Binary cross-entropy summed over the vocabulary, averaged over REC rows;
+        ``hidden_states``: the LM's (embeddings, layer 1, ..., last layer's normed output)."""
+        if positions.numel() == 0:
+            return hidden_states[-1].new_zeros(())
+        p = positions.to(hidden_states[-2].device)
+        h = hidden_states[-2][p[:, 0], p[:, 2]]  # input to the last layer
+        target = expression_words(input_ids, positions, self.head.out_features).to(h.device)
+        logits = self.head(h.to(self.head.weight.dtype)).float()
+        return nn.functional.binary_cross_entropy_with_logits(
+            logits, target, reduction="sum") / len(p)

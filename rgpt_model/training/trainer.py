@@ -25,6 +25,7 @@ from rgpt_model.processor import RGPTProcessor
 from rgpt_model.training.augment import grey_repaint
 from rgpt_model.training.config import StageSpec, TrainConfig, save_config
 from rgpt_model.training.rec_attention import (
+    ExpressionReadout,
     rec_attention_loss,
     rec_pointers,
     rec_readout_loss,
@@ -187,6 +188,12 @@ class Trainer:
         if cfg.aux_loss_weight > 0:
             torch.manual_seed(cfg.seed + 1)
             self.aux_heads = AuxHeads(model.config.vision_config.hidden_size).to(self.device)
+        self.expression_readout: ExpressionReadout | None = None
+        if any(s.rec_expression_weight > 0 for s in cfg.stages):
+            torch.manual_seed(cfg.seed + 2)
+            text = model.config.text_config
+            self.expression_readout = ExpressionReadout(
+                text.hidden_size, text.vocab_size).to(self.device)
 
     # ----------------------------------------------------------------------- stages
     def stage_at(self, step: int) -> tuple[int, StageSpec, int]:
@@ -242,6 +249,8 @@ class Trainer:
         params = [p for p in m.parameters() if p.requires_grad]
         if self.aux_heads is not None:
             params += list(self.aux_heads.parameters())
+        if self.expression_readout is not None and stage.rec_expression_weight > 0:
+            params += list(self.expression_readout.parameters())
         decay = [p for p in params if p.ndim >= 2]
         no_decay = [p for p in params if p.ndim < 2]
         self.optimizer = torch.optim.AdamW(
@@ -310,8 +319,10 @@ class Trainer:
                                         batch["sample_image_index"])
             positions = batch["rec_positions"]
             supervise = stage.rec_attention_weight > 0 and positions.numel() > 0
+            read_words = stage.rec_expression_weight > 0 and positions.numel() > 0
             out = m(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
-                    labels=batch["labels"], output_attentions=supervise)
+                    labels=batch["labels"], output_attentions=supervise,
+                    output_hidden_states=read_words)
             total = total + out.loss
             if supervise:
                 total = total + stage.rec_attention_weight * rec_attention_loss(
@@ -319,6 +330,9 @@ class Trainer:
             if stage.rec_readout_weight > 0:
                 total = total + stage.rec_readout_weight * rec_readout_loss(
                     out.logits, positions, batch["input_ids"])
+            if read_words:
+                total = total + stage.rec_expression_weight * self.expression_readout.loss(
+                    out.hidden_states, positions, batch["input_ids"])
         return total
 
     # ------------------------------------------------------------------ checkpoints
@@ -335,6 +349,8 @@ class Trainer:
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,
             "torch_rng": torch.get_rng_state(),
             "aux_heads": self.aux_heads.state_dict() if self.aux_heads is not None else None,
+            "expression_readout": (self.expression_readout.state_dict()
+                                   if self.expression_readout is not None else None),
             "history": self.history,
         }, tmp)
         tmp.replace(path / "state.pt")
@@ -362,6 +378,8 @@ class Trainer:
         self._load_model_state(state["model"])
         if self.aux_heads is not None and state.get("aux_heads") is not None:
             self.aux_heads.load_state_dict(state["aux_heads"])
+        if self.expression_readout is not None and state.get("expression_readout") is not None:
+            self.expression_readout.load_state_dict(state["expression_readout"])
         if state["optimizer"] is not None and self.optimizer is not None:
             self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"].cpu())  # map_location moved it to the device

@@ -1,5 +1,5 @@
-"""REC attention supervision and number readout: where they point, that they train, that
-export undoes the attention switch."""
+"""REC attention supervision, number and expression readouts: where they point, that they
+train, that export undoes the attention switch."""
 
 import numpy as np
 import pytest
@@ -11,6 +11,7 @@ from rgpt_model.tokenization import region_token_ids
 from rgpt_model.training.config import config_from_dict
 from rgpt_model.training.rec_attention import (
     SUPERVISED_HEAD,
+    expression_words,
     rec_attention_loss,
     rec_pointers,
     rec_readout_loss,
@@ -76,13 +77,15 @@ def test_loss_is_minus_log_attention_of_the_supervised_heads():
 
 
 @torch.no_grad()
-def _forward(trainer: Trainer, batch: dict, output_attentions: bool = False):
+def _forward(trainer: Trainer, batch: dict, output_attentions: bool = False,
+             output_hidden_states: bool = False):
     """The trainer's model on one of its batches (image, masks and text)."""
     embeds = trainer.model.prepare_inputs_embeds(
         batch["input_ids"], batch["pixel_values"], batch["masks"], batch["region_image_index"],
         batch["region_feature_index"], batch["sample_image_index"])
     return trainer.model(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
-                         output_attentions=output_attentions)
+                         output_attentions=output_attentions,
+                         output_hidden_states=output_hidden_states)
 
 
 @pytest.mark.parametrize("layout", ["quote", "answer"])
@@ -140,3 +143,38 @@ def test_readout_stage_trains_the_number_at_the_quote(tmp_path):
     assert readout_loss() < 0.5 * before
     # attention stays the default: the readout needs no attention weights
     assert trainer.model.language_model.config._attn_implementation != "eager"
+
+
+def test_expression_words_are_the_tokens_between_the_quotes():
+    q = 9  # the quote token
+    input_ids = torch.tensor([[1, q, 4, 5, 4, q, 2, 3], [q, 7, q, 1, q, 6, q, 3]])
+    positions = torch.tensor([[0, 5, 7, 0], [1, 6, 7, 0]])  # (sample, closing quote, ...)
+    words = expression_words(input_ids, positions, vocab_size=10)
+    assert words[0].nonzero()[:, 0].tolist() == [4, 5]
+    assert words[1].nonzero()[:, 0].tolist() == [6]  # only the last quoted span
+
+
+def test_expression_readout_stage_trains_its_head_and_resumes_it(tmp_path):
+    d = tiny_run_dict(tmp_path, steps=30, save_every=30)
+    d["stages"][0].update({"task_weights": {"rec": 1.0}, "rec_expression_weight": 1.0,
+                           "lr": 0.01})
+    trainer = Trainer(config_from_dict(d), progress=False)
+    batch, _ = trainer.make_batch(0, 0)
+    assert batch["rec_positions"].shape[0] > 0
+
+    def readout_loss() -> float:
+        with torch.no_grad():
+            out = _forward(trainer, batch, output_hidden_states=True)
+            return float(trainer.expression_readout.loss(
+                out.hidden_states, batch["rec_positions"], batch["input_ids"]))
+
+    before = readout_loss()
+    trainer.train()
+    assert readout_loss() < 0.5 * before
+    resumed = Trainer(config_from_dict(d), progress=False)
+    assert resumed.load_checkpoint()
+    for a, b in zip(resumed.expression_readout.parameters(),
+                    trainer.expression_readout.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert Trainer(config_from_dict(tiny_run_dict(tmp_path)), progress=False
+                   ).expression_readout is None  # no stage reads: no head
