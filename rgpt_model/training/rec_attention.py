@@ -94,12 +94,15 @@ def expression_words(input_ids: torch.Tensor, positions: torch.Tensor, vocab_siz
                      ) -> torch.Tensor:
     """(P, vocab) multi-hot of the token ids between each REC row's opening and closing
     quote (``positions``: ``collate``'s ``rec_positions``; the opening quote is the nearest
-    earlier token equal to the closing one)."""
+    earlier token equal to the closing one). A row with no opening quote (a prompt whose
+    only quote is an apostrophe) stays empty: every word is then read as absent."""
     words = torch.zeros(len(positions), vocab_size)
     for row, (b, quote, _, _) in enumerate(positions.tolist()):
         ids = input_ids[b, :quote].tolist()
-        opening = len(ids) - 1 - ids[::-1].index(int(input_ids[b, quote]))
-        words[row, ids[opening + 1:]] = 1.0
+        closing = int(input_ids[b, quote])
+        if closing in ids:
+            opening = len(ids) - 1 - ids[::-1].index(closing)
+            words[row, ids[opening + 1:]] = 1.0
     return words
 
 

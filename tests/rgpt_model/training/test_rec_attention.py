@@ -152,6 +152,8 @@ def test_expression_words_are_the_tokens_between_the_quotes():
     words = expression_words(input_ids, positions, vocab_size=10)
     assert words[0].nonzero()[:, 0].tolist() == [4, 5]
     assert words[1].nonzero()[:, 0].tolist() == [6]  # only the last quoted span
+    lone = torch.tensor([[1, 2, q, 3]])  # the only quote: nothing to read, no error
+    assert expression_words(lone, torch.tensor([[0, 2, 3, 0]]), 10).sum() == 0
 
 
 def test_expression_readout_stage_trains_its_head_and_resumes_it(tmp_path):
