@@ -288,6 +288,25 @@ class RGPTPredictor:
             tok.pad_token_id,
         )
 
+    def embed_prompts(
+        self,
+        frame: EncodedFrame,
+        texts: Sequence[str],
+        region_lists: Sequence[Sequence[int]],
+        require_all_regions: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(inputs_embeds, attention_mask, input_ids) of full prompt texts over an encoded
+        frame; row i refers to the frame's regions ``region_lists[i]``."""
+        enc = self.processor.tokenize(texts, region_lists, require_all_regions=require_all_regions)
+        ids = enc["input_ids"].to(self.device)
+        embeds = self.model.merge_embeddings(
+            ids,
+            frame.global_embeds,
+            frame.region_embeds,
+            enc["region_feature_index"].to(self.device),
+        )
+        return embeds, enc["attention_mask"].to(self.device), ids
+
     @torch.no_grad()
     def _run(
         self,
@@ -301,17 +320,9 @@ class RGPTPredictor:
         if max_new_tokens < 1:
             raise InvalidQueryError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         texts = [prompts.generation_prompt(q) for q in questions]
-        enc = self.processor.tokenize(texts, region_lists, require_all_regions=require_all_regions)
-        ids = enc["input_ids"].to(self.device)
-        embeds = self.model.merge_embeddings(
-            ids,
-            frame.global_embeds,
-            frame.region_embeds,
-            enc["region_feature_index"].to(self.device),
-        )
-        tokens, probs = self.generate_from_embeds(
-            embeds, enc["attention_mask"].to(self.device), max_new_tokens
-        )
+        embeds, attention_mask, _ = self.embed_prompts(frame, texts, region_lists,
+                                                       require_all_regions)
+        tokens, probs = self.generate_from_embeds(embeds, attention_mask, max_new_tokens)
         return [
             (prompts.clean_answer(self.processor.decode(t)), p)
             for t, p in zip(tokens, probs, strict=True)

@@ -62,16 +62,12 @@ def head_attention(predictor: RGPTPredictor, image, labels, region_ids: list[int
     frame = predictor.encode(image, labels, region_ids)
     k = len(region_ids)
     text = prompts.generation_prompt(prompts.rec_prompt(expression, k)) + " Region ["
-    enc = predictor.processor.tokenize([text], [list(range(k))])
-    ids = enc["input_ids"].to(predictor.device)
-    embeds = model.merge_embeddings(ids, frame.global_embeds, frame.region_embeds,
-                                    enc["region_feature_index"].to(predictor.device))
     with torch.no_grad():
-        out = model.language_model(inputs_embeds=embeds,
-                                   attention_mask=enc["attention_mask"].to(predictor.device),
+        embeds, attention_mask, ids = predictor.embed_prompts(frame, [text], [list(range(k))])
+        out = model.language_model(inputs_embeds=embeds, attention_mask=attention_mask,
                                    output_attentions=True)
-    region_ids_t = torch.as_tensor(model.config.region_token_ids, device=ids.device)
-    pos = torch.isin(ids[0], region_ids_t).nonzero()[:, 0]
+    region_token_ids = torch.as_tensor(model.config.region_token_ids, device=ids.device)
+    pos = torch.isin(ids[0], region_token_ids).nonzero()[:, 0]
     att = out.attentions[-1][0, 0, -1, pos].float().cpu().numpy()
     next_token = predictor.processor.tokenizer.convert_ids_to_tokens(
         [int(out.logits[0, -1].argmax())])[0]
@@ -85,7 +81,7 @@ def probe(predictor: RGPTPredictor, num_scenes: int, split: str = "test", seed: 
     sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for i in tqdm(range(num_scenes), desc="scenes", disable=not progress):
         scene = generate_scene(seed, i, split)
-        rng = np.random.default_rng([seed, i, 7])  # candidate order, shuffled as evaluate does
+        rng = np.random.default_rng([seed, i, 7])  # one shuffled candidate order per scene
         order = [scene.regions[int(j)] for j in rng.permutation(len(scene.regions))]
         for e in scene.expressions:
             word = e.text.split()[1] if e.kind == "superlative" else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rgpt_model.data.scene import Region
-from rgpt_model.demo import default_model_path
+from rgpt_model.demo import DEMO_MODEL_DIR
 from rgpt_model.evaluation.evaluate import load_predictor
 from scripts.rec_attention_probe import attribute_group, probe
 
@@ -24,8 +24,8 @@ def test_attribute_group_keeps_regions_with_every_named_attribute():
     assert attribute_group("the rightmost object", regions) == [0, 1, 2]
 
 
-@pytest.mark.skipif(not (default_model_path() / "config.json").is_file(),
-                    reason="no demo model committed")
+@pytest.mark.skipif(not (DEMO_MODEL_DIR / "config.json").is_file(),
+                    reason="no trained demo model committed")
 def test_probe_sees_the_demo_model_rank_by_size():
     report = probe(load_predictor(None), num_scenes=4, progress=False)
     assert set(report) <= {"leftmost", "rightmost", "topmost", "bottommost", "largest",

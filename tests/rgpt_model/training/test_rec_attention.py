@@ -126,13 +126,18 @@ def test_readout_loss_is_cross_entropy_of_the_number_at_the_quote():
     assert rec_readout_loss(logits, positions[:0], input_ids) == 0
 
 
-def test_readout_stage_trains_the_number_at_the_quote(tmp_path):
-    d = tiny_run_dict(tmp_path, steps=30)
-    d["stages"][0].update({"task_weights": {"rec": 1.0}, "rec_readout_weight": 1.0,
-                           "lr": 0.01})
+def _rec_readout_run(tmp_path, **stage) -> tuple[Trainer, dict]:
+    """A 30-step all-REC tiny run with the given stage options, and its first batch."""
+    d = tiny_run_dict(tmp_path, steps=30, save_every=30)
+    d["stages"][0].update({"task_weights": {"rec": 1.0}, "lr": 0.01, **stage})
     trainer = Trainer(config_from_dict(d), progress=False)
     batch, _ = trainer.make_batch(0, 0)
     assert batch["rec_positions"].shape[0] > 0
+    return trainer, batch
+
+
+def test_readout_stage_trains_the_number_at_the_quote(tmp_path):
+    trainer, batch = _rec_readout_run(tmp_path, rec_readout_weight=1.0)
 
     def readout_loss() -> float:
         logits = _forward(trainer, batch).logits
@@ -157,12 +162,7 @@ def test_expression_words_are_the_tokens_between_the_quotes():
 
 
 def test_expression_readout_stage_trains_its_head_and_resumes_it(tmp_path):
-    d = tiny_run_dict(tmp_path, steps=30, save_every=30)
-    d["stages"][0].update({"task_weights": {"rec": 1.0}, "rec_expression_weight": 1.0,
-                           "lr": 0.01})
-    trainer = Trainer(config_from_dict(d), progress=False)
-    batch, _ = trainer.make_batch(0, 0)
-    assert batch["rec_positions"].shape[0] > 0
+    trainer, batch = _rec_readout_run(tmp_path, rec_expression_weight=1.0)
 
     def readout_loss() -> float:
         with torch.no_grad():
@@ -173,7 +173,7 @@ def test_expression_readout_stage_trains_its_head_and_resumes_it(tmp_path):
     before = readout_loss()
     trainer.train()
     assert readout_loss() < 0.5 * before
-    resumed = Trainer(config_from_dict(d), progress=False)
+    resumed = Trainer(trainer.cfg, progress=False)
     assert resumed.load_checkpoint()
     for a, b in zip(resumed.expression_readout.parameters(),
                     trainer.expression_readout.parameters(), strict=True):
