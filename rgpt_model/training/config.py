@@ -150,6 +150,10 @@ class StageSpec:
     # (rec_attention.ExpressionReadout): that token's input to the last layer must name the
     # expression's words, so the answer head's query can depend on "leftmost" vs "rightmost".
     rec_expression_weight: float = 0.0
+    # Weight of the region position readout (rec_attention.RegionPositionReadout): every
+    # region token's input to the last layer must give the region's centre, so the answer
+    # head's keys can rank candidates by x as well as by y.
+    rec_position_weight: float = 0.0
     # Sets the model's region_identity_scale from this stage on (None = keep the value of
     # the model spec or of an earlier stage); the exported model keeps the last one.
     region_identity_scale: float | None = None

@@ -26,6 +26,7 @@ from rgpt_model.training.augment import grey_repaint
 from rgpt_model.training.config import StageSpec, TrainConfig, save_config
 from rgpt_model.training.rec_attention import (
     ExpressionReadout,
+    RegionPositionReadout,
     rec_attention_loss,
     rec_pointers,
     rec_readout_loss,
@@ -194,6 +195,11 @@ class Trainer:
             text = model.config.text_config
             self.expression_readout = ExpressionReadout(
                 text.hidden_size, text.vocab_size).to(self.device)
+        self.position_readout: RegionPositionReadout | None = None
+        if any(s.rec_position_weight > 0 for s in cfg.stages):
+            torch.manual_seed(cfg.seed + 3)
+            self.position_readout = RegionPositionReadout(
+                model.config.text_config.hidden_size).to(self.device)
 
     # ----------------------------------------------------------------------- stages
     def stage_at(self, step: int) -> tuple[int, StageSpec, int]:
@@ -251,6 +257,8 @@ class Trainer:
             params += list(self.aux_heads.parameters())
         if self.expression_readout is not None and stage.rec_expression_weight > 0:
             params += list(self.expression_readout.parameters())
+        if self.position_readout is not None and stage.rec_position_weight > 0:
+            params += list(self.position_readout.parameters())
         decay = [p for p in params if p.ndim >= 2]
         no_decay = [p for p in params if p.ndim < 2]
         self.optimizer = torch.optim.AdamW(
@@ -320,9 +328,10 @@ class Trainer:
             positions = batch["rec_positions"]
             supervise = stage.rec_attention_weight > 0 and positions.numel() > 0
             read_words = stage.rec_expression_weight > 0 and positions.numel() > 0
+            read_positions = stage.rec_position_weight > 0
             out = m(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
                     labels=batch["labels"], output_attentions=supervise,
-                    output_hidden_states=read_words)
+                    output_hidden_states=read_words or read_positions)
             total = total + out.loss
             if supervise:
                 total = total + stage.rec_attention_weight * rec_attention_loss(
@@ -333,6 +342,12 @@ class Trainer:
             if read_words:
                 total = total + stage.rec_expression_weight * self.expression_readout.loss(
                     out.hidden_states, positions, batch["input_ids"])
+            if read_positions:
+                region_tokens = torch.isin(batch["input_ids"], torch.as_tensor(
+                    sorted(self._region_ids), device=batch["input_ids"].device))
+                total = total + stage.rec_position_weight * self.position_readout.loss(
+                    out.hidden_states, region_tokens, batch["masks"],
+                    batch["region_feature_index"])
         return total
 
     # ------------------------------------------------------------------ checkpoints
@@ -351,6 +366,8 @@ class Trainer:
             "aux_heads": self.aux_heads.state_dict() if self.aux_heads is not None else None,
             "expression_readout": (self.expression_readout.state_dict()
                                    if self.expression_readout is not None else None),
+            "position_readout": (self.position_readout.state_dict()
+                                 if self.position_readout is not None else None),
             "history": self.history,
         }, tmp)
         tmp.replace(path / "state.pt")
@@ -380,6 +397,8 @@ class Trainer:
             self.aux_heads.load_state_dict(state["aux_heads"])
         if self.expression_readout is not None and state.get("expression_readout") is not None:
             self.expression_readout.load_state_dict(state["expression_readout"])
+        if self.position_readout is not None and state.get("position_readout") is not None:
+            self.position_readout.load_state_dict(state["position_readout"])
         if state["optimizer"] is not None and self.optimizer is not None:
             self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"].cpu())  # map_location moved it to the device

@@ -1,5 +1,5 @@
-"""REC attention supervision, number and expression readouts: where they point, that they
-train, that export undoes the attention switch."""
+"""REC attention supervision, number, expression and region position readouts: where they
+point, that they train, that export undoes the attention switch."""
 
 import numpy as np
 import pytest
@@ -11,6 +11,7 @@ from rgpt_model.tokenization import region_token_ids
 from rgpt_model.training.config import config_from_dict
 from rgpt_model.training.rec_attention import (
     SUPERVISED_HEAD,
+    RegionPositionReadout,
     expression_words,
     rec_attention_loss,
     rec_pointers,
@@ -126,9 +127,12 @@ def test_readout_loss_is_cross_entropy_of_the_number_at_the_quote():
     assert rec_readout_loss(logits, positions[:0], input_ids) == 0
 
 
-def _rec_readout_run(tmp_path, **stage) -> tuple[Trainer, dict]:
+def _rec_readout_run(tmp_path, mask_position: bool = False, **stage) -> tuple[Trainer, dict]:
     """A 30-step all-REC tiny run with the given stage options, and its first batch."""
     d = tiny_run_dict(tmp_path, steps=30, save_every=30)
+    if mask_position:  # the encoder trained along with the rest
+        d["model"].update({"mask_position": True, "mask_position_scale": 10.0})
+        d["stages"][0]["train"] = ["vision", "refiner", "connector", "position", "lm"]
     d["stages"][0].update({"task_weights": {"rec": 1.0}, "lr": 0.01, **stage})
     trainer = Trainer(config_from_dict(d), progress=False)
     batch, _ = trainer.make_batch(0, 0)
@@ -180,3 +184,46 @@ def test_expression_readout_stage_trains_its_head_and_resumes_it(tmp_path):
         assert torch.equal(a, b)
     assert Trainer(config_from_dict(tiny_run_dict(tmp_path)), progress=False
                    ).expression_readout is None  # no stage reads: no head
+
+
+def test_region_position_readout_targets_each_token_s_own_mask_centre():
+    readout = RegionPositionReadout(hidden_size=2)
+    with torch.no_grad():  # the head passes the hidden state through unchanged
+        readout.head.weight.copy_(torch.eye(2))
+        readout.head.bias.zero_()
+    masks = torch.zeros(2, 64, 64)
+    masks[0, 0:8, 0:8] = 1  # top left: centre (4/64, 4/64) -> -0.875
+    masks[1, 56:64, 24:40] = 1  # bottom middle: centre (0.5, 60/64) -> (0, 0.875)
+    tokens = torch.tensor([[False, True, False, True]])  # placeholder 0 -> mask 1, 1 -> 0
+    index = torch.tensor([1, 0])
+    hidden = torch.zeros(1, 4, 2)
+    hidden[0, 1] = torch.tensor([0.0, 0.875])
+    hidden[0, 3] = torch.tensor([-0.875, -0.875])
+    states = (hidden, hidden, hidden)  # (embeddings, layer 1 = input to the last, output)
+    assert readout.loss(states, tokens, masks, index) < 1e-10
+    assert readout.loss(states, tokens, masks, torch.tensor([0, 1])) > 0.5  # swapped
+    assert readout.loss(states, torch.zeros(1, 4, dtype=torch.bool), masks, index[:0]) == 0
+
+
+def test_region_position_readout_stage_trains_its_head_and_resumes_it(tmp_path):
+    trainer, batch = _rec_readout_run(tmp_path, mask_position=True, rec_position_weight=1.0)
+    region_tokens = torch.isin(batch["input_ids"], torch.as_tensor(
+        trainer.model.config.region_token_ids))
+
+    def readout_loss() -> float:
+        with torch.no_grad():
+            out = _forward(trainer, batch, output_hidden_states=True)
+            return float(trainer.position_readout.loss(
+                out.hidden_states, region_tokens, batch["masks"],
+                batch["region_feature_index"]))
+
+    before = readout_loss()
+    trainer.train()
+    assert readout_loss() < 0.5 * before
+    resumed = Trainer(trainer.cfg, progress=False)
+    assert resumed.load_checkpoint()
+    for a, b in zip(resumed.position_readout.parameters(),
+                    trainer.position_readout.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert Trainer(config_from_dict(tiny_run_dict(tmp_path)), progress=False
+                   ).position_readout is None
