@@ -157,6 +157,9 @@ class StageSpec:
     # Sets the model's region_identity_scale from this stage on (None = keep the value of
     # the model spec or of an earlier stage); the exported model keeps the last one.
     region_identity_scale: float | None = None
+    # The same for model.mask_position_scale: a line of stages that began at one gain and
+    # went on at another stays one config.
+    mask_position_scale: float | None = None
 
 
 @dataclass
@@ -257,6 +260,11 @@ def config_from_dict(data: dict) -> TrainConfig:
         if s.region_identity_scale is not None and s.region_identity_scale <= 0:
             raise ValueError(f"stage {s.name}: region_identity_scale must be > 0, "
                              f"got {s.region_identity_scale}")
+        if s.mask_position_scale is not None and (
+                s.mask_position_scale <= 0 or not cfg.model.mask_position):
+            raise ValueError(f"stage {s.name}: mask_position_scale needs a model with a mask "
+                             f"position encoder (model.mask_position: true) and a value > 0, "
+                             f"got {s.mask_position_scale}")
         if s.rec_kind_weights is not None:
             unknown = sorted(set(s.rec_kind_weights) - set(POSITIVE_REC_KINDS))
             values = list(s.rec_kind_weights.values())

@@ -184,7 +184,8 @@ class Trainer:
         self._region_ids = set(model.config.region_token_ids)
         self.history: list[dict] = []
         self._lm_attention = self.model.language_model.config._attn_implementation
-        self._base_identity_scale = self.model.config.region_identity_scale
+        self._base_scales = {"region_identity_scale": model.config.region_identity_scale,
+                             "mask_position_scale": model.config.mask_position_scale}
         self.aux_heads: AuxHeads | None = None
         if cfg.aux_loss_weight > 0:
             torch.manual_seed(cfg.seed + 1)
@@ -211,12 +212,13 @@ class Trainer:
             start += s.steps
         return len(self.cfg.stages) - 1, self.cfg.stages[-1], start - self.cfg.stages[-1].steps
 
-    def _region_identity_scale(self, index: int) -> float:
-        """The latest stage override at or before stage ``index``, else the built model's."""
-        scale = self._base_identity_scale
+    def _scale_at(self, index: int, name: str) -> float:
+        """Model scale ``name``: the latest stage override at or before stage ``index``,
+        else the built model's."""
+        scale = self._base_scales[name]
         for stage in self.cfg.stages[: index + 1]:
-            if stage.region_identity_scale is not None:
-                scale = stage.region_identity_scale
+            if getattr(stage, name) is not None:
+                scale = getattr(stage, name)
         return float(scale)
 
     def _enter_stage(self, index: int) -> None:
@@ -233,7 +235,10 @@ class Trainer:
         # only eager attention returns the weights REC attention supervision needs
         m.language_model.set_attn_implementation(
             "eager" if stage.rec_attention_weight > 0 else self._lm_attention)
-        m.config.region_identity_scale = self._region_identity_scale(index)
+        m.config.region_identity_scale = self._scale_at(index, "region_identity_scale")
+        if m.mask_position is not None:
+            m.config.mask_position_scale = self._scale_at(index, "mask_position_scale")
+            m.mask_position.scale = m.config.mask_position_scale
         m.requires_grad_(False)
         region_side = [x for x in (m.refiner, m.mask_encoder) if x is not None]
         parts = {"vision": [m.vision_tower], "refiner": region_side, "connector": [m.connector],

@@ -56,21 +56,27 @@ def test_stage_max_objects_below_min_objects_is_an_error(tmp_path):
         config_from_dict(d)
 
 
-def test_stage_region_identity_scale_applies_from_its_stage_on_and_is_exported(tmp_path):
+@pytest.mark.parametrize("name", ["region_identity_scale", "mask_position_scale"])
+def test_stage_scale_applies_from_its_stage_on_and_is_exported(tmp_path, name):
     d = tiny_run_dict(tmp_path)
-    d["model"]["region_placeholder_identity"] = True
+    d["model"].update({"region_placeholder_identity": True, "mask_position": True,
+                       "region_identity_scale": 1.0, "mask_position_scale": 1.0})
     d["stages"] = [{"name": "a", "steps": 2},
-                   {"name": "b", "steps": 2, "region_identity_scale": 7.0},
+                   {"name": "b", "steps": 2, name: 7.0},
                    {"name": "c", "steps": 1}]
     trainer = Trainer(config_from_dict(d), progress=False)
     trainer.train(stop_at=1)
-    assert trainer.model.config.region_identity_scale == 1.0  # stage a: the model spec's
+    assert getattr(trainer.model.config, name) == 1.0  # stage a: the model spec's
     trainer.train()
-    assert trainer.model.config.region_identity_scale == 7.0  # stage c keeps stage b's
-    assert load_model(trainer.export()).config.region_identity_scale == 7.0
+    assert getattr(trainer.model.config, name) == 7.0  # stage c keeps stage b's
+    if name == "mask_position_scale":
+        assert trainer.model.mask_position.scale == 7.0  # the module's gain follows
+    exported = load_model(trainer.export())
+    assert getattr(exported.config, name) == 7.0
+    assert exported.mask_position.scale == exported.config.mask_position_scale
     resumed = Trainer(config_from_dict(d), progress=False)
     resumed.load_checkpoint()  # resumes at the end of stage c
-    assert resumed.model.config.region_identity_scale == 7.0
+    assert getattr(resumed.model.config, name) == 7.0
 
 
 def test_stage_negative_rec_fraction_sets_the_share_of_none_answers(tmp_path):
@@ -93,6 +99,7 @@ def test_stage_negative_rec_fraction_sets_the_share_of_none_answers(tmp_path):
 @pytest.mark.parametrize(("key", "value", "message"), [
     ("negative_rec_fraction", 1.5, "negative_rec_fraction must be in"),
     ("region_identity_scale", 0, "region_identity_scale must be > 0"),
+    ("mask_position_scale", 2.0, "mask_position_scale needs a model with a mask position"),
     ("rec_pointer_layout", "sideways", "rec_pointer_layout must be one of"),
 ])
 def test_bad_stage_rec_settings_are_errors(tmp_path, key, value, message):
