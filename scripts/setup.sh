@@ -98,6 +98,9 @@ fi
   fi
   echo "source \"$VENV/bin/activate\""
   echo "source \"$ROOT/install/setup.bash\""
+  # the source tree before the install space: --symlink-install links each file that existed
+  # at build time, so a module added since would otherwise be missing until the next build
+  echo "export PYTHONPATH=\"$ROOT\${PYTHONPATH:+:\$PYTHONPATH}\""
   echo "export RMW_IMPLEMENTATION=\"\${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}\""
 } > "$ROOT/setup_env.sh"
 say "done: 'source setup_env.sh' to use the environment"
