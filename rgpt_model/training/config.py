@@ -120,6 +120,9 @@ class StageSpec:
 
     name: str = "stage2"
     steps: int = 100
+    # Length of the stage's cosine schedule (None = ``steps``). A stage stopped early and then
+    # followed by another keeps the learning rates it actually ran with: steps 2236 of 5000.
+    schedule_steps: int | None = None
     lr: float = 1e-3
     train: list[str] = field(default_factory=lambda: ["vision", "refiner", "connector", "lm"])
     lm_mode: str = "full"
@@ -260,6 +263,9 @@ def config_from_dict(data: dict) -> TrainConfig:
         if s.region_identity_scale is not None and s.region_identity_scale <= 0:
             raise ValueError(f"stage {s.name}: region_identity_scale must be > 0, "
                              f"got {s.region_identity_scale}")
+        if s.schedule_steps is not None and s.schedule_steps < s.steps:
+            raise ValueError(f"stage {s.name}: schedule_steps ({s.schedule_steps}) must be at "
+                             f"least steps ({s.steps})")
         if s.mask_position_scale is not None and (
                 s.mask_position_scale <= 0 or not cfg.model.mask_position):
             raise ValueError(f"stage {s.name}: mask_position_scale needs a model with a mask "

@@ -275,12 +275,13 @@ class Trainer:
                     sum(p.numel() for p in params) / 1e6)
 
     def lr_at(self, step: int) -> float:
-        """Linear warm-up then cosine decay to ``min_lr_ratio`` within each stage."""
+        """Linear warm-up then cosine decay to ``min_lr_ratio`` over each stage's
+        ``schedule_steps`` (default: its steps)."""
         _, stage, start = self.stage_at(step)
         k = step - start
         if k < stage.warmup_steps:
             return stage.lr * (k + 1) / stage.warmup_steps
-        span = max(stage.steps - stage.warmup_steps, 1)
+        span = max((stage.schedule_steps or stage.steps) - stage.warmup_steps, 1)
         t = min((k - stage.warmup_steps) / span, 1.0)
         lo = self.cfg.min_lr_ratio
         return stage.lr * (lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * t)))

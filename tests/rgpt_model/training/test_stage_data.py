@@ -79,6 +79,21 @@ def test_stage_scale_applies_from_its_stage_on_and_is_exported(tmp_path, name):
     assert getattr(resumed.model.config, name) == 7.0
 
 
+def test_schedule_steps_keep_the_learning_rates_of_a_stage_stopped_early(tmp_path):
+    def lrs(stages: list[dict]) -> list[float]:
+        d = tiny_run_dict(tmp_path)
+        d["stages"] = stages
+        trainer = Trainer(config_from_dict(d), progress=False)
+        return [trainer.lr_at(k) for k in range(12)]
+
+    planned = lrs([{"name": "a", "steps": 20, "warmup_steps": 2}])
+    stopped = lrs([{"name": "a", "steps": 8, "schedule_steps": 20, "warmup_steps": 2},
+                   {"name": "b", "steps": 4, "warmup_steps": 2}])
+    assert stopped[:8] == planned[:8]  # the cut stage ran at the 20-step schedule's rates
+    assert stopped[8] < planned[8]  # the next stage warms up from its own start
+    assert lrs([{"name": "a", "steps": 8, "warmup_steps": 2}])[7] < planned[7]  # without it
+
+
 def test_stage_negative_rec_fraction_sets_the_share_of_none_answers(tmp_path):
     d = tiny_run_dict(tmp_path)
     d["stages"] = [{"name": s, "steps": 1, "task_weights": {"rec": 1.0},
@@ -99,6 +114,7 @@ def test_stage_negative_rec_fraction_sets_the_share_of_none_answers(tmp_path):
 @pytest.mark.parametrize(("key", "value", "message"), [
     ("negative_rec_fraction", 1.5, "negative_rec_fraction must be in"),
     ("region_identity_scale", 0, "region_identity_scale must be > 0"),
+    ("schedule_steps", 0, "schedule_steps \\(0\\) must be at least steps"),
     ("mask_position_scale", 2.0, "mask_position_scale needs a model with a mask position"),
     ("rec_pointer_layout", "sideways", "rec_pointer_layout must be one of"),
 ])
