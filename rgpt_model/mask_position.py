@@ -53,9 +53,9 @@ class MaskPositionEncoder(nn.Module):
         super().__init__()
         self.resolution = resolution
         self.scale = scale
-        self.register_buffer(
-            "freqs", math.pi * 2.0 ** torch.arange(frequencies, dtype=torch.float32),
-            persistent=False)
+        # computed in forward, not held in a buffer: a model loaded with from_pretrained
+        # leaves non-persistent buffers of custom modules uninitialised (garbage frequencies)
+        self.frequencies = frequencies
         self.mlp = nn.Sequential(nn.Linear(4 + 4 * frequencies, hidden), nn.GELU())
         self.out = nn.Linear(hidden, out_dim)
         self.out._zero_init = True  # RGPTForCausalLM._init_weights keeps it at zero
@@ -64,6 +64,7 @@ class MaskPositionEncoder(nn.Module):
 
     def forward(self, masks: torch.Tensor) -> torch.Tensor:
         m = mask_moments(masks, self.resolution).to(self.out.weight.dtype)
-        angles = m[:, :2, None] * self.freqs.to(m.dtype)  # (R, 2, F)
+        freqs = math.pi * 2.0 ** torch.arange(self.frequencies, dtype=m.dtype, device=m.device)
+        angles = m[:, :2, None] * freqs  # (R, 2, F)
         feats = torch.cat([2.0 * m - 1.0, angles.sin().flatten(1), angles.cos().flatten(1)], 1)
         return self.out(self.mlp(feats)) * self.scale

@@ -81,12 +81,16 @@ def test_model_with_mask_position_saves_loads_and_exports(tmp_path):
     assert model.mask_position.scale == 4.0
     with torch.no_grad():
         model.mask_position.out.weight.normal_(generator=torch.Generator().manual_seed(1))
+    s = model.config.image_size
+    masks = torch.nn.functional.interpolate(_boxes()[:, None], size=s)[:, 0]
+    with torch.no_grad():
+        trained = model.mask_position(masks)
     model.save_pretrained(path)
     model = load_model(path)
     assert model.config.use_mask_position and torch.count_nonzero(model.mask_position.out.weight)
-    s = model.config.image_size
+    with torch.no_grad():  # the loaded model's Fourier features are the trained model's
+        assert torch.equal(model.mask_position(masks), trained)
     px = torch.randn(1, 3, s, s, generator=torch.Generator().manual_seed(0))
-    masks = torch.nn.functional.interpolate(_boxes()[:, None], size=s)[:, 0]
     with torch.no_grad():
         g_ref, r_ref = model.encode_regions(px, masks)
     enc = OnnxRegionEncoder(export_region_encoder(model, tmp_path / "enc.onnx"), providers="cpu")
