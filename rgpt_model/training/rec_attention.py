@@ -28,11 +28,11 @@ to rank by position in ~8k examples once the words reach the query
 such circuits with them and need no such help.
 
 ``RegionPositionReadout`` is the other side of the same head: its keys come from the region
-tokens' input to the last layer, so those must carry where each region lies. In a model
-trained with the mask position encoder and the expression readout, a linear probe read a
-region's centre y there with R^2 0.93 but its centre x with R^2 < 0.2 (the encoder's output
-moved 3.7x more with y than with x): the head learnt topmost / bottommost and never
-leftmost / rightmost.
+tokens' input to the last layer, so those must carry where each region lies. A model trained
+with the mask position encoder and the expression readout answered topmost / bottommost at
+91 / 95 % but leftmost / rightmost at 37 / 41 % (its position encoder's output moved ~4x more
+with y than with x); 5000 steps with this readout took them to 91 / 95 % and "left of" from
+25 to 81 %.
 """
 
 from __future__ import annotations
@@ -147,9 +147,9 @@ class RegionPositionReadout(nn.Module):
     def __init__(self, hidden_size: int) -> None:
         super().__init__()
         self.head = nn.Linear(hidden_size, 2)
-        # hidden states entering the last layer are large (norm ~30 in the demo model): a
-        # random head's first errors are in the hundreds and their gradient would swamp the
-        # LM's; from zero the head first predicts the frame's centre and then learns to read
+        # hidden states entering the last layer at region tokens are large (norm ~700 in the
+        # demo model): a random head's first errors are in the hundreds and their gradient
+        # swamped the LM's; from zero the head first predicts the frame's centre
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
