@@ -182,6 +182,7 @@ class Trainer:
         self.optimizer: torch.optim.Optimizer | None = None
         self.lora_active = False
         self._region_ids = set(model.config.region_token_ids)
+        self._region_id_tensor = torch.as_tensor(sorted(self._region_ids), device=self.device)
         self.history: list[dict] = []
         self._lm_attention = self.model.language_model.config._attn_implementation
         self._base_scales = {"region_identity_scale": model.config.region_identity_scale,
@@ -349,8 +350,7 @@ class Trainer:
                 total = total + stage.rec_expression_weight * self.expression_readout.loss(
                     out.hidden_states, positions, batch["input_ids"])
             if read_positions:
-                region_tokens = torch.isin(batch["input_ids"], torch.as_tensor(
-                    sorted(self._region_ids), device=batch["input_ids"].device))
+                region_tokens = torch.isin(batch["input_ids"], self._region_id_tensor)
                 total = total + stage.rec_position_weight * self.position_readout.loss(
                     out.hidden_states, region_tokens, batch["masks"],
                     batch["region_feature_index"])

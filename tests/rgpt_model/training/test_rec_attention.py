@@ -140,6 +140,22 @@ def _rec_readout_run(tmp_path, mask_position: bool = False, **stage) -> tuple[Tr
     return trainer, batch
 
 
+def _assert_readout_trains_and_resumes(trainer: Trainer, head: str, readout_loss, tmp_path
+                                       ) -> None:
+    """Training halves the readout's loss, a resumed trainer gets the head back bit for bit,
+    and a run whose stages do not read has no such head."""
+    before = readout_loss()
+    trainer.train()
+    assert readout_loss() < 0.5 * before
+    resumed = Trainer(trainer.cfg, progress=False)
+    assert resumed.load_checkpoint()
+    for a, b in zip(getattr(resumed, head).parameters(), getattr(trainer, head).parameters(),
+                    strict=True):
+        assert torch.equal(a, b)
+    assert getattr(Trainer(config_from_dict(tiny_run_dict(tmp_path)), progress=False),
+                   head) is None
+
+
 def test_readout_stage_trains_the_number_at_the_quote(tmp_path):
     trainer, batch = _rec_readout_run(tmp_path, rec_readout_weight=1.0)
 
@@ -174,16 +190,7 @@ def test_expression_readout_stage_trains_its_head_and_resumes_it(tmp_path):
             return float(trainer.expression_readout.loss(
                 out.hidden_states, batch["rec_positions"], batch["input_ids"]))
 
-    before = readout_loss()
-    trainer.train()
-    assert readout_loss() < 0.5 * before
-    resumed = Trainer(trainer.cfg, progress=False)
-    assert resumed.load_checkpoint()
-    for a, b in zip(resumed.expression_readout.parameters(),
-                    trainer.expression_readout.parameters(), strict=True):
-        assert torch.equal(a, b)
-    assert Trainer(config_from_dict(tiny_run_dict(tmp_path)), progress=False
-                   ).expression_readout is None  # no stage reads: no head
+    _assert_readout_trains_and_resumes(trainer, "expression_readout", readout_loss, tmp_path)
 
 
 def test_region_position_readout_targets_each_token_s_own_mask_centre():
@@ -217,13 +224,4 @@ def test_region_position_readout_stage_trains_its_head_and_resumes_it(tmp_path):
                 out.hidden_states, region_tokens, batch["masks"],
                 batch["region_feature_index"]))
 
-    before = readout_loss()
-    trainer.train()
-    assert readout_loss() < 0.5 * before
-    resumed = Trainer(trainer.cfg, progress=False)
-    assert resumed.load_checkpoint()
-    for a, b in zip(resumed.position_readout.parameters(),
-                    trainer.position_readout.parameters(), strict=True):
-        assert torch.equal(a, b)
-    assert Trainer(config_from_dict(tiny_run_dict(tmp_path)), progress=False
-                   ).position_readout is None
+    _assert_readout_trains_and_resumes(trainer, "position_readout", readout_loss, tmp_path)
