@@ -202,6 +202,37 @@ def absent_expressions(
     return [ReferringExpression(f"the {describe(cands[i])}", [], "absent") for i in sorted(idx)]
 
 
+def near_miss_expressions(
+    regions: Sequence[Region], pairs: Sequence[tuple[str, str]]
+) -> list[ReferringExpression]:
+    """Absent phrases one attribute away from a present object ("the red square" beside a red
+    circle), including lone-attribute ones ("the diamond"); colour-shape pairs only from
+    ``pairs``.
+
+    Random absent phrases rarely sit this close to a scene's objects, and a model trained on
+    them answers such phrases with the object that shares the other words (the shipped model
+    picked a same-colour, same-size object for most "none" errors, ignoring the shape).
+    """
+    allowed = set(pairs)
+    values = {"shape": SHAPES, "colour": COLOURS, "size": SIZES}
+    seen: set[str] = set()
+    out: list[ReferringExpression] = []
+    for r in regions:
+        for combo in ATTRIBUTE_COMBOS:
+            for attr in combo:
+                for value in values[attr]:
+                    if value == getattr(r, attr):
+                        continue
+                    f = {**filters_of(r, combo), attr: value}
+                    if "colour" in f and "shape" in f and (f["colour"], f["shape"]) not in allowed:
+                        continue
+                    text = f"the {describe(f)}"
+                    if text not in seen and not select(regions, f):
+                        seen.add(text)
+                        out.append(ReferringExpression(text, [], "absent"))
+    return out
+
+
 def spatial_word(e: ReferringExpression) -> str | None:
     """The superlative or relation of an expression ("leftmost", "largest", "left of"), else
     None: evaluation reports accuracy per word, as position and size are learnt apart."""

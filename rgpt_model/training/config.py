@@ -139,6 +139,9 @@ class StageSpec:
     max_turns: int | None = None
     max_objects: int | None = None
     negative_rec_fraction: float | None = None  # share of REC turns whose answer is "none"
+    # Share of those "none" turns whose phrase is one attribute away from a present object
+    # (rgpt_model.data.expressions.near_miss_expressions) rather than a random absent one.
+    near_miss_rec_fraction: float = 0.0
     # Relative weights of the kinds of positive REC expressions (attribute, superlative,
     # relation); None = uniform over a scene's expressions, where attribute phrases dominate.
     rec_kind_weights: dict[str, float] | None = None
@@ -281,6 +284,9 @@ def config_from_dict(data: dict) -> TrainConfig:
         if s.negative_rec_fraction is not None and not 0 <= s.negative_rec_fraction <= 1:
             raise ValueError(f"stage {s.name}: negative_rec_fraction must be in [0, 1], "
                              f"got {s.negative_rec_fraction}")
+        if not 0 <= s.near_miss_rec_fraction <= 1:
+            raise ValueError(f"stage {s.name}: near_miss_rec_fraction must be in [0, 1], "
+                             f"got {s.near_miss_rec_fraction}")
         if s.max_objects is not None and s.max_objects < cfg.data.min_objects:
             raise ValueError(f"stage {s.name}: max_objects {s.max_objects} is below "
                              f"data.min_objects {cfg.data.min_objects}")

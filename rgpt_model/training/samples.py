@@ -21,7 +21,8 @@ import torch
 
 from rgpt_model import prompts
 from rgpt_model.data import templates
-from rgpt_model.data.attributes import COLOURS, SHAPES, SIZES
+from rgpt_model.data.attributes import COLOURS, SHAPES, SIZES, allowed_pairs
+from rgpt_model.data.expressions import near_miss_expressions
 from rgpt_model.data.scene import ReferringExpression, Scene
 from rgpt_model.tokenization import IMAGE_TOKEN, find_region_placeholders
 
@@ -88,11 +89,14 @@ def scene_turns(
     variants: Sequence[str] = ("model", "data", "coco"),
     negative_fraction: float = 0.2,
     rec_kind_weights: dict[str, float] | None = None,
+    near_miss_fraction: float = 0.0,
 ) -> list[Turn]:
     """Random task-guided turns about a synthetic scene (regions = positions in scene.regions).
 
     ``rec_kind_weights`` draws a positive expression's kind first (among the scene's kinds,
     by weight), then a phrase of that kind; None draws uniformly over all phrases.
+    ``near_miss_fraction`` of the negative REC turns ask for a phrase one attribute away from
+    a present object (``near_miss_expressions``) instead of one of the scene's negatives.
     """
     regions = scene.regions
     n = len(regions)
@@ -122,6 +126,8 @@ def scene_turns(
         elif task == "rec":
             use_neg = neg and (not pos or rng.random() < negative_fraction)
             pool = neg if use_neg else pos
+            if use_neg and near_miss_fraction > 0 and rng.random() < near_miss_fraction:
+                pool = near_miss_expressions(regions, allowed_pairs(scene.split)) or neg
             if not use_neg and rec_kind_weights is not None:
                 pool = _pool_of_drawn_kind(pos, rec_kind_weights, rng)
             if not pool:
@@ -149,11 +155,12 @@ def _pool_of_drawn_kind(expressions: list[ReferringExpression], weights: dict[st
 def scene_conversation(scene: Scene, rng: np.random.Generator, task_weights: dict[str, float],
                        max_turns: int, variants: Sequence[str] = ("model", "data", "coco"),
                        negative_fraction: float = 0.2,
-                       rec_kind_weights: dict[str, float] | None = None) -> Conversation:
+                       rec_kind_weights: dict[str, float] | None = None,
+                       near_miss_fraction: float = 0.0) -> Conversation:
     """A multi-turn training conversation about a synthetic scene."""
     masks = np.stack([scene.labels == r.id for r in scene.regions])
     turns = scene_turns(scene, rng, task_weights, max_turns, variants, negative_fraction,
-                        rec_kind_weights)
+                        rec_kind_weights, near_miss_fraction)
     h, w = scene.labels.shape
     attrs = np.asarray([[SHAPES.index(r.shape), list(COLOURS).index(r.colour),
                          list(SIZES).index(r.size), r.centroid[0] / w, r.centroid[1] / h]

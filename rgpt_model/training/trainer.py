@@ -141,7 +141,8 @@ class ConversationSource:
             for j in range(n):
                 scene = generate_scene(d.seed, first + j, "train", scene_cfg)
                 conv = scene_conversation(scene, rng, weights, turns, d.prompt_variants,
-                                          negatives, stage.rec_kind_weights)
+                                          negatives, stage.rec_kind_weights,
+                                          stage.near_miss_rec_fraction)
                 out.append(conv)
             return out
         from rgpt_model.data.jsonl_format import load_record

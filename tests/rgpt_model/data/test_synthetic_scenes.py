@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from rgpt_model.data.attributes import COLOURS, HELD_OUT_PAIRS, SHAPES, SIZES, seen_pairs
-from rgpt_model.data.expressions import describe, matches, relation_holds, spatial_word
+from rgpt_model.data.expressions import (
+    describe,
+    matches,
+    near_miss_expressions,
+    relation_holds,
+    spatial_word,
+)
 from rgpt_model.data.synthetic import SceneConfig, generate_scene, generate_scenes
 
 
@@ -162,3 +168,22 @@ def test_train_texts_never_mention_held_out_pairs():
         texts += [r.detail_caption for r in scene.regions]
         for t in texts:
             assert not any(h in t for h in held), t
+
+
+def test_near_miss_expressions_match_nothing_and_are_one_attribute_from_an_object():
+    pairs = seen_pairs()
+    lone_words = 0
+    for scene in generate_scenes(10, seed=3, split="train"):
+        for e in near_miss_expressions(scene.regions, pairs):
+            words = e.text.split()[1:]
+            assert e.kind == "absent" and e.target_ids == []
+            assert not any(set(words) <= {r.size, r.colour, r.shape, "object"}
+                           for r in scene.regions), e.text  # matches no region
+            # dropping one word leaves a phrase some region fits
+            assert any(set(words[:k] + words[k + 1:]) <= {r.size, r.colour, r.shape, "object"}
+                       for k in range(len(words)) for r in scene.regions), e.text
+            colour = next((w for w in words if w in COLOURS), None)
+            shape = next((w for w in words if w in SHAPES), None)
+            assert colour is None or shape is None or (colour, shape) in pairs, e.text
+            lone_words += len(words) == 1
+    assert lone_words > 0  # "the diamond" when no diamond is present

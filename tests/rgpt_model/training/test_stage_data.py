@@ -1,9 +1,13 @@
 """Per-stage data overrides: the REC curriculum of the demo model relies on them."""
 
+import re
+
 import numpy as np
 import pytest
 
 from rgpt_model import prompts
+from rgpt_model.data.attributes import seen_pairs
+from rgpt_model.data.expressions import near_miss_expressions
 from rgpt_model.data.synthetic import generate_scene
 from rgpt_model.modeling import load_model
 from rgpt_model.training.config import config_from_dict
@@ -111,8 +115,24 @@ def test_stage_negative_rec_fraction_sets_the_share_of_none_answers(tmp_path):
     assert none_share(never) == 0.0
 
 
+def test_near_miss_fraction_asks_for_phrases_one_attribute_from_an_object():
+    scene = generate_scene(0, 3, "train")
+    near = {e.text for e in near_miss_expressions(scene.regions, seen_pairs())}
+    scene_negatives = {e.text for e in scene.expressions if not e.target_ids}
+
+    def asked(fraction: float) -> list[str]:
+        turns = scene_turns(scene, np.random.default_rng(0), {"rec": 1.0}, max_turns=40,
+                            negative_fraction=1.0, near_miss_fraction=fraction)
+        assert all(t.answer == prompts.NO_MATCH_ANSWER for t in turns)
+        return [re.search(r"'(.*)'", t.question).group(1) for t in turns]
+
+    assert set(asked(1.0)) <= near and len(set(asked(1.0))) > 5
+    assert set(asked(0.0)) <= scene_negatives
+
+
 @pytest.mark.parametrize(("key", "value", "message"), [
     ("negative_rec_fraction", 1.5, "negative_rec_fraction must be in"),
+    ("near_miss_rec_fraction", -0.1, "near_miss_rec_fraction must be in"),
     ("region_identity_scale", 0, "region_identity_scale must be > 0"),
     ("schedule_steps", 0, "schedule_steps \\(0\\) must be at least steps"),
     ("mask_position_scale", 2.0, "mask_position_scale needs a model with a mask position"),
