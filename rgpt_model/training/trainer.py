@@ -319,15 +319,17 @@ class Trainer:
             batch["region_attributes"] = torch.cat(attrs)
         return batch, n_turns
 
-    def loss(self, batch: dict[str, torch.Tensor], stage: StageSpec) -> torch.Tensor:
-        """Answer-token LM loss (+ the stage's weighted auxiliary region-attribute, REC
-        attention and REC readout losses); one vision pass."""
+    def loss(self, batch: dict[str, torch.Tensor], stage: StageSpec
+             ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Answer-token LM loss plus the stage's weighted auxiliary region-attribute, REC
+        attention and readout losses (one vision pass), and each weighted part for the log:
+        a readout that stops improving is invisible in the total."""
         m = self.model
         g, r = m.encode_regions(batch["pixel_values"], batch["masks"],
                                 batch["region_image_index"])
-        total = g.new_zeros(())
+        parts: dict[str, torch.Tensor] = {}
         if self.aux_heads is not None:
-            total = total + self.cfg.aux_loss_weight * self.aux_heads.loss(
+            parts["aux"] = self.cfg.aux_loss_weight * self.aux_heads.loss(
                 r, batch["region_attributes"])
         if stage.lm_loss:
             embeds = m.merge_embeddings(batch["input_ids"], m.project(g), m.project(r),
@@ -340,22 +342,25 @@ class Trainer:
             out = m(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
                     labels=batch["labels"], output_attentions=supervise,
                     output_hidden_states=read_words or read_positions)
-            total = total + out.loss
+            parts["lm"] = out.loss
             if supervise:
-                total = total + stage.rec_attention_weight * rec_attention_loss(
+                parts["rec_attention"] = stage.rec_attention_weight * rec_attention_loss(
                     out.attentions, rec_pointers(positions, stage.rec_pointer_layout))
             if stage.rec_readout_weight > 0:
-                total = total + stage.rec_readout_weight * rec_readout_loss(
+                parts["rec_readout"] = stage.rec_readout_weight * rec_readout_loss(
                     out.logits, positions, batch["input_ids"])
             if read_words:
-                total = total + stage.rec_expression_weight * self.expression_readout.loss(
-                    out.hidden_states, positions, batch["input_ids"])
+                parts["expression_readout"] = (
+                    stage.rec_expression_weight * self.expression_readout.loss(
+                        out.hidden_states, positions, batch["input_ids"]))
             if read_positions:
                 region_tokens = torch.isin(batch["input_ids"], self._region_id_tensor)
-                total = total + stage.rec_position_weight * self.position_readout.loss(
-                    out.hidden_states, region_tokens, batch["masks"],
-                    batch["region_feature_index"])
-        return total
+                parts["position_readout"] = (
+                    stage.rec_position_weight * self.position_readout.loss(
+                        out.hidden_states, region_tokens, batch["masks"],
+                        batch["region_feature_index"]))
+        total = sum(parts.values(), g.new_zeros(()))
+        return total, {k: float(v.detach()) for k, v in parts.items()}
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
@@ -487,11 +492,14 @@ class Trainer:
                 for g in self.optimizer.param_groups:
                     g["lr"] = lr
                 loss_sum = 0.0
+                part_sums: dict[str, float] = {}
                 stage = self.cfg.stages[self.stage_index]
                 for batch, n_turns in next(batches):
-                    loss = self.loss(batch, stage)
+                    loss, parts = self.loss(batch, stage)
                     (loss / cfg.grad_accum).backward()
                     loss_sum += float(loss.detach()) / cfg.grad_accum
+                    for k, v in parts.items():
+                        part_sums[k] = part_sums.get(k, 0.0) + v / cfg.grad_accum
                     turns_done += n_turns
                 params = [p for p in self.model.parameters() if p.requires_grad]
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
@@ -502,13 +510,15 @@ class Trainer:
                 rate = turns_done / max(elapsed, 1e-9)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_sum:.3f}", lr=f"{lr:.2e}", ans_s=f"{rate:.1f}")
-                rec = {"step": self.step, "loss": loss_sum, "lr": lr, "elapsed_s": elapsed}
+                rec = {"step": self.step, "loss": loss_sum, "lr": lr, "elapsed_s": elapsed,
+                       "parts": part_sums}
                 self.history.append(rec)
                 if self.step % cfg.log_every == 0 or self.step == total:
                     log_file.write(json.dumps(rec) + "\n")
                     log_file.flush()
-                    logger.info("step %d loss %.4f lr %.2e %.1f answers/s", self.step,
-                                loss_sum, lr, rate)
+                    logger.info("step %d loss %.4f (%s) lr %.2e %.1f answers/s", self.step,
+                                loss_sum, ", ".join(f"{k} {v:.4f}" for k, v in part_sums.items()),
+                                lr, rate)
                 if cfg.save_every and self.step % cfg.save_every == 0 and self.step < total:
                     self.save_checkpoint()
                 if stop_at is not None and self.step >= stop_at:

@@ -147,6 +147,9 @@ def _assert_readout_trains_and_resumes(trainer: Trainer, head: str, readout_loss
     before = readout_loss()
     trainer.train()
     assert readout_loss() < 0.5 * before
+    last = trainer.history[-1]  # the log shows the readout's part of the loss
+    assert {"lm", head} <= set(last["parts"])
+    assert last["loss"] == pytest.approx(sum(last["parts"].values()), rel=1e-5)
     resumed = Trainer(trainer.cfg, progress=False)
     assert resumed.load_checkpoint()
     for a, b in zip(getattr(resumed, head).parameters(), getattr(trainer, head).parameters(),
