@@ -210,8 +210,9 @@ def near_miss_expressions(
     ``pairs``.
 
     Random absent phrases rarely sit this close to a scene's objects, and a model trained on
-    them answers such phrases with an object that shares the other words (in 3 of 4 of the
-    stage-15 model's wrong answers to absent phrases, the object picked had another shape).
+    them answers such phrases with an object that shares the other words (stage-15 model, val:
+    in 50 of 56 wrong answers to "size colour shape" absent phrases the object had another
+    shape).
     """
     allowed = set(pairs)
     values = {"shape": SHAPES, "colour": COLOURS, "size": SIZES}
