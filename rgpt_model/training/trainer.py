@@ -491,16 +491,15 @@ class Trainer:
                 lr = self.lr_at(self.step)
                 for g in self.optimizer.param_groups:
                     g["lr"] = lr
-                loss_sum = 0.0
                 part_sums: dict[str, float] = {}
                 stage = self.cfg.stages[self.stage_index]
                 for batch, n_turns in next(batches):
                     loss, parts = self.loss(batch, stage)
                     (loss / cfg.grad_accum).backward()
-                    loss_sum += float(loss.detach()) / cfg.grad_accum
                     for k, v in parts.items():
                         part_sums[k] = part_sums.get(k, 0.0) + v / cfg.grad_accum
                     turns_done += n_turns
+                loss_sum = sum(part_sums.values())  # the parts were read once already
                 params = [p for p in self.model.parameters() if p.requires_grad]
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 self.optimizer.step()
