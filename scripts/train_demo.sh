@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the built-in demo model: train a small RGPT from scratch on synthetic scenes
-# (rgpt_model/configs/demo.yaml; about 13.5 h on a 2-core CPU; on a GPU machine add
+# (rgpt_model/configs/demo.yaml; about 14.5 h on a 2-core CPU; on a GPU machine add
 # --set data_workers=N for its cores), export it to rgpt_model/demo_model/
 # and write rgpt_model/demo_model/eval_report.json (test split, 200 scenes).
 # Extra arguments go to the trainer, e.g. --resume after an interruption.
