@@ -1,0 +1,36 @@
+"""The demo model answers exactly as it did before the architecture change (issue 18).
+
+The reference was recorded with the pre-refactor code (tests/rgpt_model/golden/demo_answers.py);
+texts and ids must match exactly, scores within float noise.
+"""
+
+import json
+
+import pytest
+import torch
+
+from rgpt_model.demo import DEMO_MODEL_DIR
+from tests.rgpt_model.golden.demo_answers import GOLDEN_FILE, compute_answers
+
+
+def _compare(fresh, stored, where: str = "") -> None:
+    if isinstance(stored, dict):
+        assert set(fresh) == set(stored), where
+        for key in stored:
+            _compare(fresh[key], stored[key], f"{where}.{key}")
+    elif isinstance(stored, list):
+        assert len(fresh) == len(stored), where
+        for i, (a, b) in enumerate(zip(fresh, stored, strict=True)):
+            _compare(a, b, f"{where}[{i}]")
+    elif isinstance(stored, float):
+        assert fresh == pytest.approx(stored, abs=1e-4), where
+    else:
+        assert fresh == stored, where
+
+
+def test_demo_model_answers_are_unchanged():
+    from rgpt_model.predictor import RGPTPredictor
+
+    torch.set_num_threads(1)
+    predictor = RGPTPredictor.from_pretrained(DEMO_MODEL_DIR)
+    _compare(compute_answers(predictor), json.loads(GOLDEN_FILE.read_text()))
