@@ -3,53 +3,34 @@
     ros2 launch regiongpt_ros rgpt.launch.py namespace:=robot1 image:=/camera/color/image_raw \
         masks:=/segmenter/labels params_file:=/path/to/rgpt_node.yaml device:=cuda
 
-The node configures and activates itself (parameter autostart); pass autostart:=false to leave
-it to a lifecycle manager. Everything else lives in the params file (config/rgpt_node.yaml).
+model_path, device, dtype and autostart override the params file only when given; left out,
+the file's values stand. The node configures and activates itself unless autostart is false
+(then a lifecycle manager drives it). What is passed to the node is decided by
+rgpt_ros.launch_arguments.node_arguments (plain Python, tested without `launch`).
 """
 
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
+from rgpt_ros.launch_arguments import LAUNCH_ARGUMENTS, node_arguments
 
-# Node parameters that are also launch arguments: name -> default (its type is the parameter's).
-PARAMETER_ARGUMENTS = {"model_path": "", "device": "auto", "dtype": "float32", "autostart": True}
-# Topic remappings that are launch arguments: launch argument -> (node topic, default target).
-REMAP_ARGUMENTS = {"image": ("image", "image"), "masks": ("masks", "masks")}
+
+def _node(context, *args, **kwargs) -> list:
+    given = {name: LaunchConfiguration(name).perform(context) for name in LAUNCH_ARGUMENTS}
+    params_file = LaunchConfiguration("params_file").perform(context)
+    return [Node(package="regiongpt_ros", executable="rgpt_node", name="rgpt_node",
+                 output="screen", emulate_tty=True, **node_arguments(given, params_file))]
 
 
 def generate_launch_description() -> LaunchDescription:
-    args = [
-        DeclareLaunchArgument("namespace", default_value="", description="Node namespace."),
-        DeclareLaunchArgument(
-            "params_file",
-            default_value=PathJoinSubstitution(
-                [FindPackageShare("regiongpt_ros"), "config", "rgpt_node.yaml"]),
-            description="YAML file with the node's parameters."),
-    ]
-    for name, default in PARAMETER_ARGUMENTS.items():
-        text = str(default).lower() if isinstance(default, bool) else str(default)
-        args.append(DeclareLaunchArgument(name, default_value=text,
-                                          description=f"Node parameter {name}."))
-    for name, (_topic, default) in REMAP_ARGUMENTS.items():
-        args.append(DeclareLaunchArgument(name, default_value=default,
-                                          description=f"Topic the node reads as '{name}'."))
-    overrides = {name: ParameterValue(LaunchConfiguration(name), value_type=type(default))
-                 for name, default in PARAMETER_ARGUMENTS.items()}
-    remappings = [(topic, LaunchConfiguration(name))
-                  for name, (topic, _default) in REMAP_ARGUMENTS.items()]
-    remappings.append(("image/compressed", [LaunchConfiguration("image"), "/compressed"]))
-    node = Node(
-        package="regiongpt_ros",
-        executable="rgpt_node",
-        name="rgpt_node",
-        namespace=LaunchConfiguration("namespace"),
-        parameters=[LaunchConfiguration("params_file"), overrides],
-        remappings=remappings,
-        output="screen",
-        emulate_tty=True,
-    )
-    return LaunchDescription([*args, node])
+    args = [DeclareLaunchArgument(
+        "params_file",
+        default_value=PathJoinSubstitution(
+            [FindPackageShare("regiongpt_ros"), "config", "rgpt_node.yaml"]),
+        description="YAML file with the node's parameters.")]
+    args += [DeclareLaunchArgument(name, default_value=default, description=description)
+             for name, (default, description) in LAUNCH_ARGUMENTS.items()]
+    return LaunchDescription([*args, OpaqueFunction(function=_node)])
