@@ -45,8 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ignore timing: publish each frame once the node dealt with the last")
     p.add_argument("--frame-topic", default=None,
                    help="bag topic that marks a frame (default: guessed image topic)")
-    p.add_argument("--best-effort", action="store_true",
-                   help="publish best-effort instead of reliable")
+    qos = p.add_mutually_exclusive_group()
+    qos.add_argument("--best-effort", dest="reliable", action="store_false", default=None,
+                     help="publish best-effort (default: the QoS the bag recorded for each "
+                          "topic, reliable when it recorded none)")
+    qos.add_argument("--reliable", dest="reliable", action="store_true", default=None,
+                     help="publish reliable, whatever the bag recorded")
     p.add_argument("--wait-subscribers", type=float, default=10.0,
                    help="seconds to wait for subscribers before playing")
     p.add_argument("--consume-timeout", type=float, default=120.0,
@@ -101,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
             stats = play(node, args.bag, remap=_remaps(args.remap), rate=args.rate,
                          consume=args.consume, frame_topic=args.frame_topic, topics=args.topics,
-                         reliable=not args.best_effort, wait_subscribers=args.wait_subscribers,
+                         reliable=args.reliable, wait_subscribers=args.wait_subscribers,
                          consume_timeout=args.consume_timeout,
                          regions_topic=args.regions_topic, status_topic=args.status_topic,
                          log=log.info)

@@ -3,7 +3,9 @@
 Timing: the bag's own (scaled by a rate factor), or "consume": each frame is published only
 after the node has dealt with the previous one (its descriptions arrived, or its status shows
 it rejected/dropped it), so a slow CPU model still sees every frame. Messages are published as
-the raw CDR bytes stored in the bag, so no conversion happens on the way.
+the raw CDR bytes stored in the bag, so no conversion happens on the way. Publishers take the
+reliability and durability the bag recorded for their topic (as `ros2 bag play` does), unless
+told otherwise.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.highlevel import AnyReader
+from rosbags.interfaces import Connection
 
 from .discovery import wait_matched
 from .interface_types import make_typestore
@@ -29,6 +32,23 @@ def message_class(msgtype: str):
     """'sensor_msgs/msg/Image' -> the rclpy class (ImportError/AttributeError when unknown)."""
     pkg, kind, name = msgtype.split("/")
     return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
+
+
+def publisher_qos(conn: Connection, reliable: bool | None, depth: int) -> QoSProfile:
+    """QoS to replay ``conn`` with: the given reliability, else the one every recorded publisher
+    offered (with its durability), else reliable; rosbag2's player follows the same rule."""
+    qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
+    if reliable is not None:
+        qos.reliability = ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT
+        return qos
+    offered = getattr(conn.ext, "offered_qos_profiles", None) or []
+    reliabilities = {q.reliability.name for q in offered}
+    durabilities = {q.durability.name for q in offered}
+    if len(reliabilities) == 1 and len(durabilities) == 1:
+        (rel,), (dur,) = reliabilities, durabilities
+        if rel in ("RELIABLE", "BEST_EFFORT") and dur in ("VOLATILE", "TRANSIENT_LOCAL"):
+            qos.reliability, qos.durability = ReliabilityPolicy[rel], DurabilityPolicy[dur]
+    return qos
 
 
 @dataclass
@@ -112,7 +132,7 @@ class ConsumeWaiter:
 
 def play(node: Node, bag: str | Path, *, remap: Mapping[str, str] | None = None,
          rate: float = 1.0, consume: bool = False, frame_topic: str | None = None,
-         topics: list[str] | None = None, reliable: bool = True, depth: int = 10,
+         topics: list[str] | None = None, reliable: bool | None = None, depth: int = 10,
          wait_subscribers: float = 10.0, consume_timeout: float = 120.0,
          regions_topic: str = "regions", status_topic: str = "status",
          on_frame: FrameHook | None = None, log=print) -> PlayStats:
@@ -120,12 +140,11 @@ def play(node: Node, bag: str | Path, *, remap: Mapping[str, str] | None = None,
 
     ``remap``: bag topic -> published topic (relative names resolve in ``node``'s namespace).
     ``rate``: time factor for the bag's timing (2.0 = twice as fast); ignored with ``consume``.
+    ``reliable``: publishers' reliability; None = as the bag recorded it (reliable if unknown).
     ``on_frame(topic, stamp)``: called after each frame was consumed (consume mode only).
     """
     stats = PlayStats()
     remap = dict(remap or {})
-    qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE if reliable
-                     else ReliabilityPolicy.BEST_EFFORT)
     typestore = make_typestore()
     with AnyReader([Path(bag)], default_typestore=typestore) as reader:
         conns = [c for c in reader.connections if topics is None or c.topic in topics]
@@ -137,7 +156,8 @@ def play(node: Node, bag: str | Path, *, remap: Mapping[str, str] | None = None,
             except (ImportError, AttributeError, ValueError):
                 log(f"skipping {c.topic}: message type {c.msgtype} is not available here")
                 continue
-            pubs[c.topic] = node.create_publisher(cls, remap.get(c.topic, c.topic), qos)
+            pubs[c.topic] = node.create_publisher(cls, remap.get(c.topic, c.topic),
+                                                  publisher_qos(c, reliable, depth))
         frame_topic = frame_topic or guess_frame_topic(types)
         if consume and frame_topic is None:
             raise ValueError("consume mode needs the frame topic: pass --frame-topic")

@@ -1,23 +1,34 @@
 """Bag tools: a generated bag replayed through the node (its own process) by `bag_cli play`,
-the node's outputs recorded by `bag_cli record`, every frame accounted for."""
+the node's outputs recorded by `bag_cli record`, every frame accounted for; recorded bags carry
+what rosbag2 itself writes (issue 18, defect 8), checked with an independent mcap reader."""
 
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import rclpy
+import yaml
+from mcap.reader import make_reader
+from mcap_ros2.decoder import DecoderFactory
+from rclpy.duration import Duration
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.highlevel import AnyReader
 from sensor_msgs.msg import Image
+from std_msgs.msg import String
 
 from rgpt_ros import bag_player, demo_bag
+from rgpt_ros.bag_recorder import BagRecorder
 from rgpt_ros.interface_types import make_typestore
+from rgpt_ros.rosbag2_writer import ros_distro
 
 from .conftest import SHARED_NS
 
@@ -32,6 +43,27 @@ def _read(bag):
     with AnyReader([bag], default_typestore=make_typestore()) as reader:
         return [(c.topic, reader.deserialize(raw, c.msgtype))
                 for c, _, raw in reader.messages()]
+
+
+def _metadata(bag: Path) -> dict:
+    """metadata.yaml: {"ros_distro": ..., "topics": {name: topic_metadata}}."""
+    info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    return {"ros_distro": info["ros_distro"],
+            "topics": {t["topic_metadata"]["name"]: t["topic_metadata"]
+                       for t in info["topics_with_message_count"]}}
+
+
+def _mcap(bag: Path) -> tuple[dict, dict, dict]:
+    """With the `mcap` package (not rosbags): channel metadata per topic, the rosbag2 metadata
+    record's serialized_metadata, and the decoded messages per topic."""
+    with open(next(bag.glob("*.mcap")), "rb") as f:
+        reader = make_reader(f, decoder_factories=[DecoderFactory()])
+        channels = {c.topic: dict(c.metadata) for c in reader.get_summary().channels.values()}
+        records = {m.name: dict(m.metadata) for m in reader.iter_metadata()}
+        decoded: dict[str, list] = {}
+        for _schema, channel, _message, msg in reader.iter_decoded_messages():
+            decoded.setdefault(channel.topic, []).append(msg)
+    return channels, yaml.safe_load(records["rosbag2"]["serialized_metadata"]), decoded
 
 
 def test_replay_through_the_node_and_record_outputs(shared_node, small_bag, tmp_path):
@@ -68,6 +100,76 @@ def test_replay_through_the_node_and_record_outputs(shared_node, small_bag, tmp_
     assert last.frames_received - before.frames_received == len(stamps)
     assert last.frames_received == (last.frames_processed + last.frames_dropped
                                     + last.frames_rejected)
+    # what rosbag2 writes: distro, the node's publishers' QoS (reliable), type hashes
+    meta = _metadata(out)
+    assert meta["ros_distro"] == ros_distro() != "rosbags"
+    assert set(meta["topics"]) == {f"{SHARED_NS}/regions", f"{SHARED_NS}/status"}
+    channels, serialized, decoded = _mcap(out)
+    assert serialized["ros_distro"] == ros_distro()
+    for name, topic in meta["topics"].items():
+        (offered,) = topic["offered_qos_profiles"]  # the node's one publisher
+        assert offered["reliability"] == "reliable" and offered["durability"] == "volatile"
+        assert topic["type_description_hash"].startswith("RIHS01_")
+        assert channels[name]["topic_type_hash"] == topic["type_description_hash"]
+        assert yaml.safe_load(channels[name]["offered_qos_profiles"]) == [offered]
+    assert {m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec
+            for m in decoded[f"{SHARED_NS}/regions"]} == stamps
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_recorder_keeps_each_publishers_qos_and_play_restores_it(ros_context, tmp_path, storage):
+    """Offered QoS as discovered (reliable + transient local + a deadline on one topic, best
+    effort on the other), the announced type hash; the player publishes with that QoS."""
+    node = Node("bag_qos_probe", namespace="/bagqos")
+    kept = QoSProfile(depth=3, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                      deadline=Duration(seconds=1, nanoseconds=500_000_000))
+    lossy = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
+    pubs = {"kept": node.create_publisher(String, "kept", kept),
+            "lossy": node.create_publisher(String, "lossy", lossy)}
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    threading.Thread(target=ex.spin, daemon=True).start()
+    out = tmp_path / "qos_bag"
+    try:
+        rec = BagRecorder(node, out, [f"{t}:std_msgs/msg/String" for t in pubs],
+                          storage=storage, reliable=False)
+        assert rec.wait_for_publishers(10) == []
+        for k in range(3):
+            for pub in pubs.values():
+                pub.publish(String(data=f"m{k}"))
+        end = time.monotonic() + 10
+        while sum(rec.counts.values()) < 6 and time.monotonic() < end:
+            time.sleep(0.05)
+        counts = rec.close()
+    finally:
+        ex.shutdown(timeout_sec=1)
+        node.destroy_node()
+    assert counts == {"/bagqos/kept": 3, "/bagqos/lossy": 3}
+    meta = _metadata(out)
+    assert meta["ros_distro"] == ros_distro() != "rosbags"
+    (q_kept,) = meta["topics"]["/bagqos/kept"]["offered_qos_profiles"]
+    (q_lossy,) = meta["topics"]["/bagqos/lossy"]["offered_qos_profiles"]
+    assert (q_kept["reliability"], q_kept["durability"]) == ("reliable", "transient_local")
+    assert q_kept["deadline"] == {"sec": 1, "nsec": 500_000_000}
+    assert q_lossy["reliability"] == "best_effort"
+    assert q_lossy["deadline"] == {"sec": 9223372036, "nsec": 854775807}  # infinite, as rmw's
+    hash_ = meta["topics"]["/bagqos/kept"]["type_description_hash"]
+    assert hash_ == make_typestore().hash_rihs01("std_msgs/msg/String")
+    if storage == "mcap":
+        channels, serialized, _ = _mcap(out)
+        assert channels["/bagqos/kept"]["topic_type_hash"] == hash_
+        assert serialized["ros_distro"] == ros_distro()
+    else:
+        with sqlite3.connect(next(out.glob("*.db3"))) as db:
+            assert db.execute("SELECT ros_distro FROM schema").fetchone()[0] == ros_distro()
+    with AnyReader([out], default_typestore=make_typestore()) as reader:
+        qos = {c.topic: bag_player.publisher_qos(c, None, 10) for c in reader.connections}
+        forced = {c.topic: bag_player.publisher_qos(c, True, 10) for c in reader.connections}
+    assert qos["/bagqos/kept"].reliability == ReliabilityPolicy.RELIABLE
+    assert qos["/bagqos/kept"].durability == DurabilityPolicy.TRANSIENT_LOCAL
+    assert qos["/bagqos/lossy"].reliability == ReliabilityPolicy.BEST_EFFORT
+    assert forced["/bagqos/lossy"].reliability == ReliabilityPolicy.RELIABLE
 
 
 def test_timed_play_with_rate_and_remap(ros_context, small_bag):
