@@ -1,6 +1,8 @@
 """The committed demo model: default model, size, and its targets on a small test sample.
 
-Full-split numbers are in rgpt_model/demo_model/eval_report.json (scripts/train_demo.sh).
+Full-split numbers are in rgpt_model/demo_model/eval_report.json (scripts/train_demo.sh). A
+missing or broken demo model is a failure here, never a skip: the product ships it, and a skip
+would hide a regression (issue 18, defect 15).
 """
 
 import json
@@ -10,8 +12,16 @@ import torch
 
 from rgpt_model.demo import DEMO_MODEL_DIR, default_model_path
 
-pytestmark = pytest.mark.skipif(not (DEMO_MODEL_DIR / "config.json").is_file(),
-                                reason="no trained demo model committed")
+
+def test_demo_model_is_committed_and_loads():
+    """Every file the model needs is there and loads as is (no tiny random fallback)."""
+    from rgpt_model.predictor import RGPTPredictor
+
+    missing = [name for name in ("config.json", "model.safetensors", "tokenizer.json",
+                                 "eval_report.json") if not (DEMO_MODEL_DIR / name).is_file()]
+    assert not missing, f"demo model files missing in {DEMO_MODEL_DIR}: {missing}"
+    predictor = RGPTPredictor.from_pretrained(DEMO_MODEL_DIR)
+    assert sum(p.numel() for p in predictor.model.parameters()) > 1_000_000
 
 
 def _report() -> dict:
@@ -24,6 +34,7 @@ def test_default_model_is_the_demo_model_and_small():
     assert size <= 25 * 1024 * 1024, size
     report = _report()
     assert report["split"] == "test" and report["num_scenes"] >= 100
+    assert report["targets"]["all_met"], report["targets"]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +42,7 @@ def sample_report():
     from rgpt_model.evaluation.evaluate import evaluate_synthetic
 
     torch.set_num_threads(1)
-    return evaluate_synthetic(None, "test", num_scenes=12, start=500, detailed=False,
+    return evaluate_synthetic(DEMO_MODEL_DIR, "test", num_scenes=12, start=500, detailed=False,
                               meteor=False, progress=False)
 
 
@@ -53,11 +64,14 @@ def test_committed_report_describes_the_committed_model(sample_report):
 
 
 def test_demo_model_is_near_its_targets_on_test_sample(sample_report):
-    """Floors for 12 scenes (~50 regions, ~60 REC queries), set below the issue's targets
+    """Floors for 12 scenes (50 regions, 60 REC queries), set below the issue's targets
     (labels 95 %, REC 90 %, brief captions 90 %) by about the sample's error; whether the
-    targets are met is the full split's call, recorded in eval_report.json ("targets")."""
+    targets are met is the full split's call, recorded in eval_report.json ("targets"). The
+    sample is deterministic (measured: labels 94 %, REC 88.3 %, captions 94 %), so the REC
+    floor fails once 3 more of the 60 answers go wrong."""
     rep = sample_report
+    assert rep["rec"]["num"] >= 50, rep["rec"]
     assert rep["classification"]["accuracy"] >= 0.9, rep["classification"]
-    assert rep["rec"]["accuracy"] >= 0.8, rep["rec"]
+    assert rep["rec"]["accuracy"] >= 0.85, rep["rec"]
     assert rep["brief_caption"]["colour_and_shape_accuracy"] >= 0.85, rep["brief_caption"]
     assert rep["targets"]["mask_shuffle_near_chance"]["met"], rep["mask_shuffle"]
