@@ -35,8 +35,12 @@ class UnknownRegionError(RGPTError, KeyError):
 
 
 class InvalidQueryError(RGPTError, ValueError):
-    """A referring expression / question / task request is empty or malformed."""
+    """A referring expression / question / task request is empty, malformed or over a bound."""
 
 
 class ModelLoadError(RGPTError, OSError):
     """A model directory is missing, incomplete or corrupt."""
+
+
+class QueryCancelledError(RGPTError):
+    """The caller's ``should_stop`` asked to stop a running task between decoding steps."""

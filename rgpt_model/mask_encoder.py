@@ -38,6 +38,9 @@ class MaskShapeEncoder(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
+    def extra_repr(self) -> str:
+        return f"resolution={self.resolution}"
+
     def forward(self, masks: torch.Tensor) -> torch.Tensor:
         x = resize_masks(masks, (self.resolution, self.resolution))
         h = self.convs(x[:, None].to(self.out.weight.dtype))

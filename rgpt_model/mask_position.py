@@ -62,6 +62,9 @@ class MaskPositionEncoder(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
+    def extra_repr(self) -> str:  # the scale is no weight: the repr carries it (fingerprint)
+        return f"resolution={self.resolution}, frequencies={self.frequencies}, scale={self.scale}"
+
     def forward(self, masks: torch.Tensor) -> torch.Tensor:
         m = mask_moments(masks, self.resolution).to(self.out.weight.dtype)
         freqs = math.pi * 2.0 ** torch.arange(self.frequencies, dtype=m.dtype, device=m.device)

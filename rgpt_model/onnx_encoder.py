@@ -2,7 +2,7 @@
 
 Why: ONNX Runtime (CPU, CUDA or TensorRT execution providers) runs the per-frame encoder with
 less framework overhead than eager PyTorch and lets a robot deploy without a CUDA PyTorch.
-:class:`OnnxRegionEncoder` returns exactly what ``RGPTForCausalLM.encode_regions`` returns, so
+:class:`OnnxRegionEncoder` returns exactly what ``model.region_encoder`` returns, so
 the predictor can use either (``RGPTPredictor(..., backend="onnx")``).
 """
 
@@ -96,7 +96,7 @@ def select_providers(requested: str | Sequence[str] | None = None) -> list[str]:
 
 
 class OnnxRegionEncoder:
-    """An ONNX Runtime session that stands in for ``model.encode_regions``.
+    """An ONNX Runtime session that stands in for ``model.region_encoder``.
 
     Call it with torch tensors (pixel_values (1, 3, S, S), masks (R, S, S)); it returns torch
     tensors (global (1, T, C), regions (R, C)) on ``device`` in float32. With the CUDA provider

@@ -3,99 +3,49 @@
 Why: the per-frame vision side is a fixed graph (one image, any number of masks), a good fit for
 ONNX Runtime's CPU / CUDA / TensorRT execution providers (see :mod:`rgpt_model.onnx_encoder`).
 
-The graph is ``RGPTForCausalLM.encode_regions``: inputs ``pixel_values`` (1, 3, S, S) and
-``masks`` (R, S, S) float weights (the processor's output), outputs ``global_features``
-(1, T, C) and ``region_features`` (R, C), both before the connector. R is a dynamic axis.
-The export records the model's fingerprint in the ONNX metadata so a stale file is detected.
+The graph is ``model.region_encoder`` itself (:class:`~rgpt_model.region_encoder.RegionEncoder`,
+as segment-anything's ``utils/onnx.py`` exports ``model.mask_decoder``): inputs
+``pixel_values`` (1, 3, S, S) and ``masks`` (R, S, S) float weights (the processor's output),
+outputs ``global_features`` (1, T, C) and ``region_features`` (R, C), both before the
+connector. R is a dynamic axis. The export records the encoder's fingerprint in the ONNX
+metadata so a stale file is detected.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
-import json
 import logging
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .device import resolve_dtype
+from .region_encoder import RegionEncoder
+
 logger = logging.getLogger(__name__)
 
 INPUT_NAMES = ["pixel_values", "masks"]
 OUTPUT_NAMES = ["global_features", "region_features"]
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+EXPORT_DTYPES = ("float32", "float16", "bfloat16")
 
 
-class RegionEncoder(nn.Module):
-    """``encode_regions`` as a module with plain tensor inputs/outputs (what gets exported)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(
-        self, pixel_values: torch.Tensor, masks: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model.encode_regions(pixel_values, masks)
-
-
-class _VisionSide(nn.Module):
-    """Only the vision tower and refiner of an RGPT model (in ``dtype``), with its
-    ``encode_regions``: exporting never touches (or copies) the language model."""
-
-    def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
-        import copy
-
-        super().__init__()
-        self.config = model.config
-        same = next(model.vision_tower.parameters()).dtype == dtype
-        conv = (lambda m: m) if same else (lambda m: copy.deepcopy(m).to(dtype))
-        self.vision_tower = conv(model.vision_tower)
-        self.refiner = conv(model.refiner) if model.refiner is not None else None
-        self.mask_encoder = conv(model.mask_encoder) if model.mask_encoder is not None else None
-        self.mask_position = conv(model.mask_position) if model.mask_position is not None else None
-        cls = type(model)
-        self._fns = {
-            k: getattr(cls, k).__get__(self)
-            for k in ("vision_features", "global_features", "region_features", "encode_regions")
-        }
-
-    def encode_regions(self, pixel_values, masks, region_image_index=None):
-        return self._fns["encode_regions"](pixel_values, masks, region_image_index)
-
-    def __getattr__(self, name: str):
-        fns = self.__dict__.get("_fns")
-        if fns is not None and name in fns:
-            return fns[name]
-        return super().__getattr__(name)
+def region_encoder_of(model: nn.Module) -> RegionEncoder:
+    """``model.region_encoder`` of an RGPT model, or ``model`` when it is the encoder."""
+    return model if isinstance(model, RegionEncoder) else model.region_encoder
 
 
 def model_fingerprint(model: nn.Module) -> str:
-    """Short hash of the vision-side config and weights (decides whether a cached export fits)."""
-    h = hashlib.sha256()
-    cfg = model.config
-    keys = (
-        "image_size",
-        "vision_feature_layer",
-        "vision_feature_select_strategy",
-        "use_refinement",
-        "refiner_hidden_size",
-        "patch_merge_factor",
-        "use_mask_encoder",
-        "mask_encoder_resolution",
-        "use_mask_position",
-        "mask_position_resolution",
-        "mask_position_scale",
-    )
-    h.update(json.dumps({k: getattr(cfg, k, None) for k in keys}, sort_keys=True).encode())
-    h.update(json.dumps(cfg.vision_config.to_dict(), sort_keys=True, default=str).encode())
-    region_side = (model.refiner, model.mask_encoder, model.mask_position)
-    parts = [model.vision_tower] + [m for m in region_side if m is not None]
-    for part in parts:
-        for name, t in sorted(part.state_dict().items()):
-            h.update(name.encode())
-            flat = t.detach().float().flatten()
-            h.update(flat[:: max(1, flat.numel() // 64)].cpu().numpy().tobytes())  # sampled
+    """Short hash of the region encoder: its ``repr`` (structure, the config values it was built
+    from, the sizes and scales of its parts) and its weights (sampled): decides whether a
+    cached export fits."""
+    encoder = region_encoder_of(model)
+    h = hashlib.sha256(repr(encoder).encode())
+    for name, t in sorted(encoder.state_dict().items()):
+        h.update(name.encode())
+        flat = t.detach().float().flatten()
+        h.update(flat[:: max(1, flat.numel() // 64)].cpu().numpy().tobytes())  # sampled
     return h.hexdigest()[:16]
 
 
@@ -137,7 +87,8 @@ def export_region_encoder(
     num_regions: int = 3,
     dynamo: bool | None = None,
 ) -> Path:
-    """Write the region encoder of ``model`` to ``path`` (.onnx) and return the path.
+    """Write ``model.region_encoder`` (or ``model``, a RegionEncoder) to ``path`` (.onnx) and
+    return the path.
 
     ``dtype`` float16 exports a half-precision graph (for CUDA / TensorRT providers).
     ``dynamo``: True = torch.export-based exporter (needs onnxscript), False = TorchScript
@@ -147,23 +98,24 @@ def export_region_encoder(
     """
     import onnx
 
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    if dtype not in EXPORT_DTYPES:
+        raise ValueError(f"dtype must be one of {EXPORT_DTYPES}, got {dtype!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tdtype = _DTYPES[dtype]
-    device = next(model.parameters()).device
-    fingerprint = model_fingerprint(model)
-    model = _VisionSide(model.eval(), tdtype)
-    s = int(model.config.image_size)
+    tdtype = resolve_dtype(dtype)
+    encoder = region_encoder_of(model).eval()
+    fingerprint = model_fingerprint(encoder)
+    if next(encoder.parameters()).dtype != tdtype:  # convert a copy of the encoder, never the LM
+        encoder = copy.deepcopy(encoder).to(tdtype)
+    device = next(encoder.parameters()).device
+    s = encoder.config.image_size
     pixels = torch.randn(1, 3, s, s, device=device, dtype=tdtype)
     masks = torch.zeros(num_regions, s, s, device=device, dtype=tdtype)
     for i in range(num_regions):
         masks[i, : s // (i + 2), : s // (i + 1)] = 1
-    encoder = RegionEncoder(model).eval()
     logger.info("exporting region encoder (%s, opset %d) to %s", dtype, opset, path)
     with torch.no_grad():
-        if dynamo is None and s % int(model.config.refined_grid_size):
+        if dynamo is None and s % encoder.refined_grid_size:
             dynamo = True  # area resize by a fractional factor: TorchScript cannot export it
         if dynamo is None:
             try:
@@ -178,7 +130,7 @@ def export_region_encoder(
         "rgpt_fingerprint": fingerprint,
         "rgpt_image_size": str(s),
         "rgpt_dtype": dtype,
-        "rgpt_num_global_tokens": str(model.config.num_global_tokens),
+        "rgpt_num_global_tokens": str(encoder.config.num_global_tokens),
     }
     for k, v in meta.items():
         entry = proto.metadata_props.add()
@@ -191,12 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     """CLI: ``python -m rgpt_model.onnx_export MODEL_DIR OUT.onnx [--dtype float16]``."""
     import argparse
 
-    from .modeling import load_model
+    from .build import load_model
 
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("model_dir")
     ap.add_argument("output")
-    ap.add_argument("--dtype", default="float32", choices=sorted(_DTYPES))
+    ap.add_argument("--dtype", default="float32", choices=EXPORT_DTYPES)
     ap.add_argument("--opset", type=int, default=17)
     ap.add_argument(
         "--dynamo",

@@ -1,9 +1,20 @@
 """RGPTPredictor: the inference API used by the ROS node and the CLI.
 
-One frame is encoded once (one vision pass, one refinement, all masks pooled together); every
-task then batches all regions of the frame into one greedy ``generate`` call (left padding).
-Generation lives in :meth:`RGPTPredictor.generate_from_embeds` (module function
-:func:`greedy_generate`) so a faster shared-prefix KV-cache implementation can replace it.
+segment-anything's ``set_image`` / ``predict`` pattern: :meth:`RGPTPredictor.encode` runs the
+vision side once for a frame (one vision pass, one refinement, all masks pooled together) and
+returns an :class:`~rgpt_model.encoded_frame.EncodedFrame`; the tasks take that frame::
+
+    frame = predictor.encode(image, masks)
+    predictor.describe(frame)
+    predictor.refer(frame, "the red mug")
+    predictor.ask(frame, "what is <region1> made of?")
+
+For one-off calls each task also takes the image and its masks in place of the frame
+(``describe(image, masks)``, ``refer(image, masks, expression)``, ``ask(image, masks,
+question)``): it encodes them and runs the frame path. Every task batches all regions of the
+frame into one greedy decoding call (:mod:`rgpt_model.decoding`), polls ``should_stop``
+between decoding steps (True raises QueryCancelledError) and refuses over-long queries before
+any work (``max_query_chars``, ``max_query_tokens``, ``max_new_tokens_limit``).
 
 Scores: ``label_score`` = (mean probability of the generated answer tokens) x (vocabulary match
 score, 1.0 for an exact match, string similarity otherwise). REC ``scores`` = mean token
@@ -13,123 +24,27 @@ probability of the answer that selected the region.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from . import prompts
-from .errors import InvalidQueryError, ModelLoadError
+from .decoding import DECODERS
+from .encoded_frame import EncodedFrame
+from .errors import InvalidQueryError
 from .masks import mask_area, mask_bbox, to_mask_stack, validate_image
 from .processor import RGPTProcessor
+from .query_limits import QueryLimits
+from .results import ReferResult, RegionDescription
 from .tokenization import find_region_placeholders, region_token
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["DESCRIBE_TASKS", "EncodedFrame", "RGPTPredictor", "ReferResult", "RegionDescription"]
+
 DESCRIBE_TASKS = ("classify", "caption", "detailed_caption")
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "float": torch.float32,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-}
-
-
-def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
-    """'float32' / 'fp16' / 'bf16' / torch.dtype -> torch.dtype (None = float32)."""
-    if dtype is None:
-        return torch.float32
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    key = str(dtype).lower().replace("torch.", "")
-    if key not in _DTYPES:
-        raise ModelLoadError(f"unknown dtype {dtype!r}; use one of float32, float16, bfloat16")
-    return _DTYPES[key]
-
-
-@dataclass
-class RegionDescription:
-    """Per-region output of :meth:`RGPTPredictor.describe`. bbox is (x, y, w, h) in pixels."""
-
-    region_id: int
-    label: str
-    label_score: float
-    caption: str
-    bbox: tuple[int, int, int, int]
-    area: int
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class ReferResult:
-    """Output of :meth:`RGPTPredictor.refer`; empty ``matched_ids`` = no region fits."""
-
-    matched_ids: list[int]
-    scores: list[float]
-    raw_answer: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class EncodedFrame:
-    """A frame after the vision side: projected global tokens and region embeddings."""
-
-    global_embeds: torch.Tensor  # (1, T, D)
-    region_embeds: torch.Tensor | None  # (R, D)
-    region_ids: list[int]
-    masks: np.ndarray  # (R, H, W) bool, original resolution
-
-
-@torch.no_grad()
-def greedy_generate(
-    model,
-    inputs_embeds: torch.Tensor,
-    attention_mask: torch.Tensor,
-    max_new_tokens: int,
-    eos_token_id: int | None,
-    pad_token_id: int | None,
-) -> tuple[list[list[int]], list[float]]:
-    """Greedy decoding from merged embeddings: (new token ids per row, mean token prob per row).
-
-    Token ids stop before EOS; the mean probability includes the EOS step when it was emitted.
-    """
-    from transformers import GenerationConfig
-
-    gen_cfg = GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        num_beams=1,
-        eos_token_id=eos_token_id,
-        pad_token_id=pad_token_id,
-        output_logits=True,
-        return_dict_in_generate=True,
-    )
-    out = model.language_model.generate(
-        inputs_embeds=inputs_embeds, attention_mask=attention_mask, generation_config=gen_cfg
-    )
-    seqs = out.sequences
-    if seqs.shape[1] > len(out.logits):  # some versions prepend the (empty) prompt ids
-        seqs = seqs[:, -len(out.logits) :]
-    probs = torch.stack([lg.float().softmax(-1) for lg in out.logits], dim=1)  # (B, L, V)
-    tok_p = probs.gather(-1, seqs[:, : probs.shape[1], None]).squeeze(-1)
-    tokens, means = [], []
-    for b in range(seqs.shape[0]):
-        row = seqs[b].tolist()
-        end = row.index(eos_token_id) + 1 if eos_token_id in row else len(row)
-        p = tok_p[b, :end]
-        means.append(float(p.mean()) if p.numel() else 0.0)
-        tokens.append([t for t in row[:end] if t != eos_token_id])
-    return tokens, means
+ShouldStop = Callable[[], bool] | None
 
 
 class RGPTPredictor:
@@ -145,102 +60,65 @@ class RGPTPredictor:
         onnx_path: str | Path | None = None,
         providers: str | Sequence[str] | None = "auto",
         decoding: str = "shared_prefix",
+        max_query_chars: int = 1000,
+        max_query_tokens: int = 256,
+        max_new_tokens_limit: int = 512,
     ):
-        """``backend``: region encoder, "torch" or "onnx" (ONNX Runtime, see onnx_encoder;
-        ``onnx_path``/``providers`` pick the file and execution providers). ``decoding``:
-        "shared_prefix" (prefix KV cache once, regions decoded as one batch) or "batched"
-        (left-padded transformers generate); both give the same greedy tokens."""
+        """``model`` already on ``device``. ``backend``: region encoder, "torch" or "onnx" (ONNX
+        Runtime, see onnx_encoder; ``onnx_path``/``providers`` pick the file and execution
+        providers). ``decoding``: a name in :data:`rgpt_model.decoding.DECODERS` (all give the
+        same greedy tokens). The ``max_*`` bounds (``self.limits``, :mod:`rgpt_model.query_limits`)
+        refuse queries that would keep the model busy for minutes."""
         self.model = model.eval()
         self.processor = processor
         self.device = torch.device(device)
         if backend not in ("torch", "onnx"):
             raise InvalidQueryError(f"backend must be 'torch' or 'onnx', got {backend!r}")
-        if decoding not in ("shared_prefix", "batched"):
-            raise InvalidQueryError(
-                f"decoding must be 'shared_prefix' or 'batched', got {decoding!r}"
-            )
+        if decoding not in DECODERS:
+            raise InvalidQueryError(f"decoding must be one of {sorted(DECODERS)}, got {decoding!r}")
         self.backend, self.decoding = backend, decoding
-        self.region_encoder = model.encode_regions
+        self.limits = QueryLimits(int(max_query_chars), int(max_query_tokens),
+                                  int(max_new_tokens_limit))
+        self._offloaded = False
+        self._onnx_factory = None
+        self.region_encoder = model.region_encoder
         if backend == "onnx":
             from .onnx_encoder import OnnxRegionEncoder
 
-            self.region_encoder = OnnxRegionEncoder.for_model(
-                model, onnx_path, providers, self.device
-            )
+            def make_onnx():
+                return OnnxRegionEncoder.for_model(model, onnx_path, providers, self.device)
+
+            self._onnx_factory = make_onnx
+            self.region_encoder = make_onnx()
 
     # ------------------------------------------------------------------------- loading
     @classmethod
-    def from_pretrained(
-        cls,
-        path: str | Path,
-        device: str | torch.device = "cpu",
-        dtype: str | torch.dtype | None = "float32",
-        **options,
-    ) -> RGPTPredictor:
-        """Load model + processor from a directory written by :meth:`save_pretrained`
-        (``options``: backend, onnx_path, providers, decoding; see ``__init__``)."""
-        from .modeling import load_model
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu",
+                        dtype: str | torch.dtype | None = "float32", **options) -> RGPTPredictor:
+        """Load a saved RGPT directory (``options``: the keywords of ``__init__``)."""
+        from .build import build_predictor
 
-        torch_dtype = resolve_dtype(dtype)
-        model = load_model(path, dtype=torch_dtype)
-        processor = RGPTProcessor.from_pretrained(path, config=model.config)
-        try:
-            model.to(torch.device(device))
-        except (RuntimeError, AssertionError) as exc:
-            raise ModelLoadError(f"cannot move the model to device {device!r}: {exc}") from exc
-        return cls(model, processor, device, **options)
+        return build_predictor("pretrained", path, device=device, dtype=dtype, options=options)
 
     @classmethod
-    def from_llava(
-        cls,
-        llava_dir: str | Path,
-        device: str | torch.device = "cpu",
-        dtype: str | torch.dtype | None = "float32",
-        **model_kwargs,
-    ) -> RGPTPredictor:
-        """Start from a local LLaVA-1.5 checkpoint (transformers ``LlavaForConditionalGeneration``
-        directory with its tokenizer): region tokens are added, the refiner starts fresh."""
-        return cls._assemble(llava_dir, device, dtype, "llava", model_kwargs)
+    def from_llava(cls, llava_dir: str | Path, device: str | torch.device = "cpu",
+                   dtype: str | torch.dtype | None = "float32", **model_kwargs) -> RGPTPredictor:
+        """A local LLaVA-1.5 directory (see :func:`rgpt_model.build.build_from_llava`)."""
+        from .build import build_predictor
+
+        return build_predictor("llava", llava_dir, device=device, dtype=dtype, **model_kwargs)
 
     @classmethod
-    def from_components(
-        cls,
-        clip_dir: str | Path,
-        llm_dir: str | Path,
-        device: str | torch.device = "cpu",
-        dtype: str | torch.dtype | None = "float32",
-        **config_kwargs,
-    ) -> RGPTPredictor:
-        """Start from separate local CLIP and causal-LM directories (tokenizer from the LLM);
-        connector and refiner start fresh."""
-        return cls._assemble((clip_dir, llm_dir), device, dtype, "components", config_kwargs)
+    def from_components(cls, clip_dir: str | Path, llm_dir: str | Path,
+                        device: str | torch.device = "cpu",
+                        dtype: str | torch.dtype | None = "float32",
+                        **config_kwargs) -> RGPTPredictor:
+        """Start from separate local CLIP and causal-LM directories (see
+        :func:`rgpt_model.build.build_from_components`)."""
+        from .build import build_predictor
 
-    @classmethod
-    def _assemble(cls, src, device, dtype, kind: str, kwargs: dict) -> RGPTPredictor:
-        from transformers import AutoTokenizer
-
-        from .modeling import RGPTForCausalLM
-        from .tokenization import IMAGE_TOKEN, add_rgpt_tokens, region_token_ids
-
-        tok_dir = Path(src if kind == "llava" else src[1])
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(tok_dir)
-        except Exception as exc:  # noqa: BLE001
-            raise ModelLoadError(f"cannot load a tokenizer from {tok_dir}: {exc}") from exc
-        added = add_rgpt_tokens(tokenizer)
-        torch_dtype = resolve_dtype(dtype)
-        if kind == "llava":
-            model = RGPTForCausalLM.from_llava(src, dtype=torch_dtype, **kwargs)
-        else:
-            model = RGPTForCausalLM.from_components(src[0], src[1], dtype=torch_dtype, **kwargs)
-            model.config.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
-        if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-            model.resize_token_embeddings_mean(len(tokenizer))
-        elif added:
-            logger.info("tokenizer tokens added within the existing embedding rows")
-        model.config.region_token_ids = region_token_ids(tokenizer)
-        processor = RGPTProcessor.from_config(tokenizer, model.config)
-        return cls(model.to(torch.device(device)), processor, device)
+        return build_predictor("components", clip_dir, llm_dir, device=device, dtype=dtype,
+                               **config_kwargs)
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write config JSON, safetensors weights and tokenizer/processor files."""
@@ -256,36 +134,92 @@ class RGPTPredictor:
         """Labels used when a caller gives none: the model's trained label set, else COCO-80."""
         return tuple(self.config.label_vocabulary or prompts.COCO80)
 
+    # ------------------------------------------------------------------ device placement
+    @property
+    def is_offloaded(self) -> bool:
+        return self._offloaded
+
+    def offload(self) -> None:
+        """Move the model to the CPU and free the CUDA cache (a node that is deactivated gives
+        the GPU back). Idempotent; a no-op on a CPU predictor. Frames encoded before keep their
+        tensors where they are: drop them too."""
+        if self.device.type == "cpu" or self._offloaded:
+            return
+        self.model.to("cpu")
+        if self._onnx_factory is not None and getattr(self.region_encoder, "_on_gpu", False):
+            self.region_encoder = None  # its session holds GPU memory; rebuilt by restore()
+        self._offloaded = True
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        logger.info("model offloaded from %s to the CPU", self.device)
+
+    def restore(self) -> None:
+        """Move the model back onto its device after :meth:`offload`. Idempotent."""
+        if not self._offloaded:
+            return
+        self.model.to(self.device)
+        if self.region_encoder is None:
+            self.region_encoder = self._onnx_factory()
+        self._offloaded = False
+        logger.info("model restored to %s", self.device)
+
     # -------------------------------------------------------------------------- encoding
     @torch.no_grad()
     def encode(self, image, masks, region_ids: Sequence[int] | None = None) -> EncodedFrame:
-        """Validate inputs and run the vision side once for the frame."""
+        """Validate inputs and run the vision side once for the frame.
+
+        ``image``: HxWx3 uint8 RGB (or PIL). ``masks``: a label image HxW (0 = background) or
+        a boolean stack NxHxW (ids 1..N); ``region_ids`` selects and orders the ids.
+        """
+        self.restore()
         img = validate_image(image)
         stack, ids = to_mask_stack(masks, img.shape[:2], region_ids)
         pixel_values, tf = self.processor.preprocess_image(img)
         mask_t = self.processor.preprocess_masks(stack, tf)
-        pixel_values = pixel_values.to(self.device)
-        mask_t = mask_t.to(self.device)
-        g, r = self.region_encoder(pixel_values, mask_t)
-        region_embeds = self.model.project(r) if r.shape[0] else None
-        return EncodedFrame(self.model.project(g), region_embeds, ids, stack)
+        g, r = self.region_encoder(pixel_values.to(self.device), mask_t.to(self.device))
+        return EncodedFrame(
+            global_embeds=self.model.project(g),
+            region_embeds=self.model.project(r),
+            region_features=r,
+            region_ids=ids,
+            masks=stack,
+            frame_size=(int(img.shape[0]), int(img.shape[1])),
+        )
 
-    def generate_from_embeds(
-        self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int
-    ) -> tuple[list[list[int]], list[float]]:
-        """Greedy decoding of all rows (``self.decoding`` picks shared-prefix or batched)."""
-        tok = self.processor.tokenizer
-        if self.decoding == "shared_prefix":
-            from .shared_prefix import shared_prefix_generate as generate
+    def _frame(self, source, masks, region_ids: Sequence[int] | None) -> EncodedFrame:
+        """The frame a task runs on: ``source`` itself, or ``source`` (an image) encoded."""
+        if isinstance(source, EncodedFrame):
+            if masks is not None:
+                raise TypeError("an EncodedFrame already holds its masks; pass them to encode()")
+            return source if region_ids is None else source.select(region_ids)
+        if masks is None:
+            raise TypeError("the masks are missing: pass (image, masks, ...) or a frame from "
+                            "encode(image, masks)")
+        return self.encode(source, masks, region_ids)
+
+    @staticmethod
+    def _masks_and_text(source, args: tuple, task: str, name: str) -> tuple:
+        """(masks or None, text) from the positional arguments after ``source``."""
+        if isinstance(source, EncodedFrame):
+            if len(args) == 1:
+                return None, args[0]
+            usage = f"{task}(frame, {name})"
         else:
-            generate = greedy_generate
-        return generate(
-            self.model,
-            inputs_embeds,
-            attention_mask,
-            max_new_tokens,
-            tok.eos_token_id,
-            tok.pad_token_id,
+            if len(args) == 2:
+                return args[0], args[1]
+            usage = f"{task}(image, masks, {name})"
+        raise TypeError(f"use {usage}; got {len(args) + 1} positional arguments")
+
+    # ------------------------------------------------------------------------- decoding
+    def generate_from_embeds(
+        self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
+        should_stop: ShouldStop = None,
+    ) -> tuple[list[list[int]], list[float]]:
+        """Greedy decoding of all rows with the decoder named by ``self.decoding``."""
+        tok = self.processor.tokenizer
+        return DECODERS[self.decoding](
+            self.model, inputs_embeds, attention_mask, max_new_tokens, tok.eos_token_id,
+            tok.pad_token_id, should_stop=should_stop,
         )
 
     def embed_prompts(
@@ -315,14 +249,15 @@ class RGPTPredictor:
         region_lists: Sequence[Sequence[int]],
         max_new_tokens: int,
         require_all_regions: bool = True,
+        should_stop: ShouldStop = None,
     ) -> list[tuple[str, float]]:
         """Generate one answer per (question, region list), all rows in one batch."""
-        if max_new_tokens < 1:
-            raise InvalidQueryError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        self.restore()
         texts = [prompts.generation_prompt(q) for q in questions]
         embeds, attention_mask, _ = self.embed_prompts(frame, texts, region_lists,
                                                        require_all_regions)
-        tokens, probs = self.generate_from_embeds(embeds, attention_mask, max_new_tokens)
+        tokens, probs = self.generate_from_embeds(embeds, attention_mask, max_new_tokens,
+                                                  should_stop)
         return [
             (prompts.clean_answer(self.processor.decode(t)), p)
             for t, p in zip(tokens, probs, strict=True)
@@ -331,17 +266,18 @@ class RGPTPredictor:
     # ------------------------------------------------------------------------------ tasks
     def describe(
         self,
-        image,
-        masks,
+        source,
+        masks=None,
         *,
         region_ids: Sequence[int] | None = None,
         tasks: Sequence[str] = ("classify", "caption"),
         vocabulary: Sequence[str] | None = None,
         max_new_tokens: int = 32,
+        should_stop: ShouldStop = None,
     ) -> list[RegionDescription]:
-        """Label and/or caption every selected region (tasks: classify, caption,
-        detailed_caption). Labels come from ``vocabulary``; by default the model's own
-        ``label_vocabulary`` (what it was trained to answer with), else COCO-80."""
+        """Label and/or caption every region of ``source`` (an EncodedFrame, or an image with
+        its ``masks``); tasks: classify, caption, detailed_caption. Labels come from
+        ``vocabulary``; by default the model's own ``label_vocabulary``, else COCO-80."""
         if isinstance(tasks, str):
             tasks = [t.strip() for t in tasks.split(",") if t.strip()]
         bad = [t for t in tasks if t not in DESCRIBE_TASKS]
@@ -351,14 +287,13 @@ class RGPTPredictor:
             raise InvalidQueryError(
                 "vocabulary is empty; pass None for the model's default labels or some labels"
             )
+        max_new_tokens = self.limits.check_max_new_tokens(max_new_tokens)
         vocab = tuple(vocabulary) if vocabulary is not None else self.default_vocabulary
-        frame = self.encode(image, masks, region_ids)
+        frame = self._frame(source, masks, region_ids)
         n = len(frame.region_ids)
         if n == 0:
             return []
-        singles = [[i] for i in range(n)]
-        labels, scores = [""] * n, [0.0] * n
-        captions = [""] * n
+        labels, scores, captions = [""] * n, [0.0] * n, [""] * n
         # every task x region in one decoding batch: one shared system + image prefix
         makers = {
             "classify": lambda: prompts.classification_prompt(1, vocab),
@@ -367,7 +302,9 @@ class RGPTPredictor:
         }
         order = [t for t in DESCRIBE_TASKS if t in tasks]
         questions = [makers[t]() for t in order for _ in range(n)]
-        answers = self._run(frame, questions, singles * len(order), max_new_tokens)
+        singles = [[i] for i in range(n)]
+        answers = self._run(frame, questions, singles * len(order), max_new_tokens,
+                            should_stop=should_stop)
         for k, task in enumerate(order):
             for i, (text, p) in enumerate(answers[k * n : (k + 1) * n]):
                 if task == "classify":
@@ -389,22 +326,23 @@ class RGPTPredictor:
 
     def refer(
         self,
-        image,
-        masks,
-        expression: str,
-        *,
+        source,
+        *args,
         region_ids: Sequence[int] | None = None,
         max_new_tokens: int = 16,
+        should_stop: ShouldStop = None,
     ) -> ReferResult:
-        """Which region(s) fit a referring expression.
+        """Which region(s) fit a referring expression: ``refer(frame, expression)`` or
+        ``refer(image, masks, expression)``.
 
         Candidates are asked in chunks of ``config.max_regions_per_prompt`` (all chunks in one
         batch); the regions chosen in a round compete again until one prompt holds them all,
         so any number of candidates works. ``raw_answer`` is the final prompt's answer.
         """
-        if not isinstance(expression, str) or not expression.strip():
-            raise InvalidQueryError("expression is empty; pass the phrase to look for")
-        frame = self.encode(image, masks, region_ids)
+        masks, expression = self._masks_and_text(source, args, "refer", "expression")
+        self.limits.check_text(expression, "expression", self.processor.tokenizer)
+        max_new_tokens = self.limits.check_max_new_tokens(max_new_tokens)
+        frame = self._frame(source, masks, region_ids)
         if not frame.region_ids:
             return ReferResult([], [], prompts.NO_MATCH_ANSWER)
         k = max(1, min(int(self.config.max_regions_per_prompt), self.processor.num_region_tokens))
@@ -412,7 +350,7 @@ class RGPTPredictor:
         while True:
             chunks = [cands[i : i + k] for i in range(0, len(cands), k)]
             qs = [prompts.rec_prompt(expression, len(c)) for c in chunks]
-            answers = self._run(frame, qs, chunks, max_new_tokens)
+            answers = self._run(frame, qs, chunks, max_new_tokens, should_stop=should_stop)
             winners, score = [], {}
             for chunk, (text, p) in zip(chunks, answers, strict=True):
                 for num in prompts.parse_rec_answer(text, len(chunk)):
@@ -430,21 +368,24 @@ class RGPTPredictor:
 
     def ask(
         self,
-        image,
-        masks,
-        question: str,
-        *,
+        source,
+        *args,
         region_ids: Sequence[int] | None = None,
         max_new_tokens: int = 64,
+        should_stop: ShouldStop = None,
     ) -> str:
-        """Free question about the image and its regions (``<region1>``... in the text refer to
-        the selected regions in order; without placeholders all regions are listed first).
-        Regions the question does not mention are allowed here."""
-        if not isinstance(question, str) or not question.strip():
-            raise InvalidQueryError("question is empty")
-        frame = self.encode(image, masks, region_ids)
+        """Free question about the image and its regions: ``ask(frame, question)`` or
+        ``ask(image, masks, question)``. ``<region1>``... in the text refer to the regions in
+        order; without placeholders all regions are listed first. Regions the question does
+        not mention are allowed here."""
+        masks, question = self._masks_and_text(source, args, "ask", "question")
+        self.limits.check_text(question, "question", self.processor.tokenizer)
+        max_new_tokens = self.limits.check_max_new_tokens(max_new_tokens)
+        frame = self._frame(source, masks, region_ids)
         n = len(frame.region_ids)
         if n and not find_region_placeholders(question):
             listed = ", ".join(region_token(i) for i in range(1, n + 1))
             question = f"The image contains the regions {listed}. {question.strip()}"
-        return self._run(frame, [question], [list(range(n))], max_new_tokens, False)[0][0]
+        answers = self._run(frame, [question], [list(range(n))], max_new_tokens, False,
+                            should_stop)
+        return answers[0][0]

@@ -10,12 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 from . import prompts
 from .config import RGPTConfig
-from .processor import RGPTProcessor
-from .tokenization import build_word_tokenizer, region_token_ids
 
 TINY_NUM_REGION_TOKENS = 64
 
@@ -85,25 +81,13 @@ def make_tiny_model(
     vocabulary: Sequence[str] | None = None,
     **config_overrides,
 ) -> Path:
-    """Build a tiny random RGPT (model + tokenizer + processor config) and save it to ``path``."""
-    from .modeling import RGPTForCausalLM
+    """Build a tiny random RGPT (model + tokenizer + processor config) and save it to ``path``
+    (built by :func:`rgpt_model.build.build_tiny`)."""
+    from .build import build_tiny
 
     path = Path(path)
-    tokenizer = build_word_tokenizer(
-        tiny_texts(vocabulary), num_region_tokens=TINY_NUM_REGION_TOKENS
-    )
-    vocab = tokenizer.get_vocab()
-    config = tiny_config(
-        len(vocab),
-        image_token_id=vocab["<image>"],
-        region_token_ids=region_token_ids(tokenizer),
-        **config_overrides,
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = RGPTForCausalLM(config)
-    model.eval()
+    model, processor = build_tiny(seed=seed, vocabulary=vocabulary, **config_overrides)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
-    RGPTProcessor.from_config(tokenizer, config).save_pretrained(path)
+    processor.save_pretrained(path)
     return path

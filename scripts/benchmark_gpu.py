@@ -46,7 +46,7 @@ from benchmark_regions import build_random_rgpt, make_scene  # noqa: E402
 
 from rgpt_model import prompts  # noqa: E402
 from rgpt_model.config import CLIP_L_336  # noqa: E402
-from rgpt_model.shared_prefix import (  # noqa: E402
+from rgpt_model.decoding import (  # noqa: E402
     common_prefix_length,
     shared_prefix_generate,
     split_prompt_rows,
@@ -135,7 +135,7 @@ class Frame:
     @torch.no_grad()
     def encode(self):
         m = self.model
-        g, r = m.encode_regions(self.pixels, self.masks)
+        g, r = m.region_encoder(self.pixels, self.masks)
         return m.project(g), m.project(r)
 
     @torch.no_grad()
@@ -247,7 +247,7 @@ def measure_r(model, processor, n_regions: int, args, device) -> dict:
         def naive_frame():
             outs = []
             for b in range(n_regions):  # each region alone: its own encode + full prompt
-                g, r = model.encode_regions(fr.pixels, fr.masks[b : b + 1])
+                g, r = model.region_encoder(fr.pixels, fr.masks[b : b + 1])
                 ids = fr.input_ids[b][fr.attention_mask[b].bool()][None]
                 e = model.merge_embeddings(ids, model.project(g), model.project(r))
                 ones = torch.ones_like(ids)
@@ -287,7 +287,7 @@ def measure_onnx_encoder(model, processor, args, device: torch.device) -> dict:
         out["providers"] = enc.providers
         px, masks = fr.pixels.float(), fr.masks.float()
         with torch.no_grad():
-            t_torch, ref = timed(lambda: model.encode_regions(fr.pixels, fr.masks), device, 10)
+            t_torch, ref = timed(lambda: model.region_encoder(fr.pixels, fr.masks), device, 10)
         t_onnx, got = timed(lambda: enc(px, masks), device, 10)
     out["torch_ms"] = t_torch * 1e3
     out["onnx_ms"] = t_onnx * 1e3

@@ -83,9 +83,8 @@ def build_random_rgpt(
     LM vocabulary is ``vocab_size`` (default: the tokenizer's) so a 32000-token Vicuna head can
     be benchmarked without a download. Weights are created directly on ``device`` in ``dtype``.
     """
+    from rgpt_model.build import build_from_config
     from rgpt_model.config import RGPTConfig
-    from rgpt_model.modeling import RGPTForCausalLM
-    from rgpt_model.processor import RGPTProcessor
     from rgpt_model.tiny import TINY_NUM_REGION_TOKENS, tiny_texts
     from rgpt_model.tokenization import build_word_tokenizer, region_token_ids
 
@@ -107,16 +106,8 @@ def build_random_rgpt(
         region_token_ids=region_token_ids(tok),
         **kw,
     )
-    torch.manual_seed(seed)
-    prev = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            model = RGPTForCausalLM(config)
-    finally:
-        torch.set_default_dtype(prev)
-    model = model.to(device=device, dtype=dtype).eval()
-    return model, RGPTProcessor.from_config(tok, config)
+    torch.manual_seed(seed)  # also seeds the CUDA generator the weights are drawn from
+    return build_from_config(config, tok, device=device, dtype=dtype)
 
 
 def load_models(names: list[str], tmp: Path) -> dict[str, RGPTPredictor]:
@@ -242,7 +233,7 @@ def time_encoder(pred: RGPTPredictor, n_regions: int, repeats: int, tmp: Path) -
         intra_op_threads=torch.get_num_threads(),  # same threads as PyTorch: a fair ratio
     )
     with torch.no_grad():
-        t_torch, ref = _time(lambda: model.encode_regions(px, masks), repeats)
+        t_torch, ref = _time(lambda: model.region_encoder(px, masks), repeats)
     t_onnx, out = _time(lambda: enc(px, masks), repeats)
     diff = max(float((a - b).abs().max()) for a, b in zip(ref, out, strict=True))
     enc16 = OnnxRegionEncoder.for_model(

@@ -1,4 +1,7 @@
-"""Build the model and processor a run starts from (scratch, RGPT dir, LLaVA dir, CLIP + LM)."""
+"""The model and processor a run starts from (scratch, RGPT dir, LLaVA dir, CLIP + LM).
+
+Construction itself is :mod:`rgpt_model.build`'s; here the run config picks the source and
+sizes a scratch model, whose vocabulary comes from the synthetic scenes."""
 
 from __future__ import annotations
 
@@ -7,13 +10,19 @@ import logging
 import numpy as np
 import torch
 
+from rgpt_model.build import (
+    build_from_components,
+    build_from_config,
+    build_from_llava,
+    build_pretrained,
+)
 from rgpt_model.config import RGPTConfig
 from rgpt_model.data.attributes import SHAPES
 from rgpt_model.data.synthetic import SceneConfig, generate_scene
 from rgpt_model.modeling import RGPTForCausalLM
 from rgpt_model.processor import RGPTProcessor
 from rgpt_model.tiny import tiny_texts
-from rgpt_model.tokenization import add_rgpt_tokens, build_word_tokenizer, region_token_ids
+from rgpt_model.tokenization import build_word_tokenizer, region_token_ids
 from rgpt_model.training.config import TrainConfig
 from rgpt_model.training.samples import TASK_NAMES, scene_turns, vocabulary_texts
 
@@ -118,7 +127,8 @@ def scratch_config(cfg: TrainConfig, tokenizer) -> RGPTConfig:
 
 
 def build_model(cfg: TrainConfig) -> tuple[RGPTForCausalLM, RGPTProcessor]:
-    """Model + processor for the start of a run (weights seeded by ``cfg.seed``)."""
+    """Model + processor for the start of a run (weights seeded by ``cfg.seed``), built by the
+    functions of :mod:`rgpt_model.build`."""
     m = cfg.model
     torch.manual_seed(cfg.seed)
     if m.source == "scratch":
@@ -131,38 +141,21 @@ def build_model(cfg: TrainConfig) -> tuple[RGPTForCausalLM, RGPTProcessor]:
                 for rec in read_jsonl(path):
                     texts += [t["value"] for t in rec["conversations"]]
         tokenizer = build_word_tokenizer(texts, num_region_tokens=m.num_region_tokens)
-        config = scratch_config(cfg, tokenizer)
-        model = RGPTForCausalLM(config)
+        model, processor = build_from_config(scratch_config(cfg, tokenizer), tokenizer)
         if m.sincos_position_init > 0:
             init_sincos_positions(model, m.sincos_position_init)
-        processor = RGPTProcessor.from_config(tokenizer, config)
         logger.info("new model: %d words, %.2f M parameters", len(tokenizer),
                     sum(p.numel() for p in model.parameters()) / 1e6)
         return model, processor
     if m.path is None:
         raise ValueError(f"model.source={m.source} needs model.path")
     if m.source == "pretrained":
-        model = RGPTForCausalLM.from_pretrained(m.path, dtype=torch.float32)
-        return model, RGPTProcessor.from_pretrained(m.path, model.config)
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(m.path)
-    n_added = add_rgpt_tokens(tokenizer, m.num_region_tokens)
+        return build_pretrained(m.path, dtype=torch.float32)
+    common = {"dtype": torch.float32, "num_region_tokens": m.num_region_tokens,
+              "patch_merge_factor": m.patch_merge_factor,
+              "freeze_vision_tower": m.freeze_vision_tower}
     if m.source == "llava":
-        model = RGPTForCausalLM.from_llava(m.path, num_added_tokens=n_added,
-                                           patch_merge_factor=m.patch_merge_factor,
-                                           freeze_vision_tower=m.freeze_vision_tower)
-    else:
-        if m.clip_path is None:
-            raise ValueError("model.source=components needs model.clip_path")
-        model = RGPTForCausalLM.from_components(m.clip_path, m.path, num_added_tokens=n_added,
-                                                patch_merge_factor=m.patch_merge_factor,
-                                                freeze_vision_tower=m.freeze_vision_tower,
-                                                image_token_id=tokenizer.convert_tokens_to_ids(
-                                                    "<image>"))
-    vocab = tokenizer.get_vocab()
-    model.config.image_token_id = vocab["<image>"]
-    model.config.region_token_ids = region_token_ids(tokenizer)
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-        model.resize_token_embeddings_mean(len(tokenizer))
-    return model.float(), RGPTProcessor.from_config(tokenizer, model.config)
+        return build_from_llava(m.path, **common)
+    if m.clip_path is None:
+        raise ValueError("model.source=components needs model.clip_path")
+    return build_from_components(m.clip_path, m.path, **common)

@@ -33,3 +33,12 @@ def scene():
     lab[20:, 30:] = 5
     lab[25:30, 2:8] = 7
     return img, lab
+
+
+@pytest.fixture(scope="session")
+def demo_predictor():
+    """The committed demo model (tests of real answers; shared, so restore what you change)."""
+    from rgpt_model.build import load_predictor
+    from rgpt_model.demo import DEMO_MODEL_DIR
+
+    return load_predictor(DEMO_MODEL_DIR, device="cpu")

@@ -1,4 +1,5 @@
-"""Shared-prefix decoding equals naive per-region greedy decoding, token for token."""
+"""Decoding: shared-prefix equals batched and naive per-region greedy decoding token for token;
+should_stop cancels between decoding steps."""
 
 from __future__ import annotations
 
@@ -7,21 +8,20 @@ import pytest
 import torch
 
 from rgpt_model import prompts
-from rgpt_model.modeling import load_model
-from rgpt_model.processor import RGPTProcessor
-from rgpt_model.shared_prefix import (
+from rgpt_model.build import build_tiny
+from rgpt_model.decoding import (
+    DECODERS,
     common_prefix_length,
+    greedy_generate,
     naive_generate,
     shared_prefix_generate,
 )
-from rgpt_model.tiny import make_tiny_model
+from rgpt_model.errors import QueryCancelledError
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    path = make_tiny_model(tmp_path_factory.mktemp("tiny_sp"), seed=0)
-    model = load_model(path)
-    return model, RGPTProcessor.from_pretrained(path, config=model.config)
+def tiny():
+    return build_tiny(seed=0)
 
 
 def _frame_inputs(model, processor, questions, n_regions=None):
@@ -35,7 +35,7 @@ def _frame_inputs(model, processor, questions, n_regions=None):
     pix, tf = processor.preprocess_image(image)
     m = processor.preprocess_masks(masks, tf)
     with torch.no_grad():
-        g, r = model.encode_regions(pix, m)
+        g, r = model.region_encoder(pix, m)
         ge, re_ = model.project(g), model.project(r)
     texts = [prompts.generation_prompt(q) for q in questions]
     enc = processor.tokenize(texts, [[i] for i in range(len(questions))])
@@ -86,8 +86,6 @@ def test_different_prompt_and_answer_lengths(tiny):
 
 def test_matches_predictor_batched_generate(tiny):
     """Same answers as the predictor's left-padded batched generate."""
-    from rgpt_model.predictor import greedy_generate
-
     model, proc = tiny
     embeds, attn = _frame_inputs(model, proc, [prompts.brief_caption_prompt(1)] * 4)
     eos = proc.tokenizer.eos_token_id
@@ -123,3 +121,35 @@ def test_describe_tasks_in_one_batch_equal_separate_runs(predictor, scene):
     finally:
         predictor.decoding = "shared_prefix"
     assert [(d.label, d.caption) for d in ref] == [(d.label, d.caption) for d in both]
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_should_stop_cancels_between_decoding_steps(tiny, name):
+    """A cancel raised by should_stop after N polls leaves exactly N LM forward passes run."""
+    model, proc = tiny
+    embeds, attn = _frame_inputs(model, proc, [prompts.brief_caption_prompt(1)] * 3)
+    forwards = polls = 0
+
+    def count_forward(*_):
+        nonlocal forwards
+        forwards += 1
+
+    def stop_after(n: int):
+        def should_stop() -> bool:
+            nonlocal polls
+            polls += 1
+            return polls > n
+        return should_stop
+
+    handle = model.language_model.register_forward_hook(count_forward)
+    try:
+        DECODERS[name](model, embeds, attn, 8, None, None, should_stop=lambda: False)
+        full = forwards
+        for n in (0, 1, 4):
+            forwards = polls = 0
+            with pytest.raises(QueryCancelledError):
+                DECODERS[name](model, embeds, attn, 8, None, None, should_stop=stop_after(n))
+            assert (forwards, polls) == (n, n + 1)
+    finally:
+        handle.remove()
+    assert full >= 8  # the uncancelled decode runs every step

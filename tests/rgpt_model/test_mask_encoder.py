@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from rgpt_model.build import load_model
 from rgpt_model.data.shapes import shape_mask
 from rgpt_model.mask_encoder import MaskShapeEncoder
-from rgpt_model.modeling import load_model
 from rgpt_model.onnx_encoder import OnnxRegionEncoder
 from rgpt_model.onnx_export import export_region_encoder
 from rgpt_model.tiny import make_tiny_model
@@ -52,8 +52,9 @@ def test_model_with_mask_encoder_saves_loads_and_exports(tmp_path):
     px = torch.randn(1, 3, s, s, generator=torch.Generator().manual_seed(0))
     masks = torch.nn.functional.interpolate(_shapes()[:, None], size=s)[:, 0]
     with torch.no_grad():
-        g_ref, r_ref = model.encode_regions(px, masks)
-        pooled_only = model.region_features(model.vision_features(px)[0], masks) \
+        g_ref, r_ref = model.region_encoder(px, masks)
+        encoder = model.region_encoder
+        pooled_only = encoder.region_features(encoder.vision_features(px)[0], masks) \
             - model.mask_encoder(masks)
     assert not torch.allclose(r_ref, pooled_only)  # the silhouette term is really added
     enc = OnnxRegionEncoder(export_region_encoder(model, tmp_path / "enc.onnx"), providers="cpu")

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import torch
 
+from rgpt_model.build import load_model
 from rgpt_model.config import RGPTConfig
 from rgpt_model.mask_encoder import MaskShapeEncoder
 from rgpt_model.mask_position import MaskPositionEncoder, mask_moments
-from rgpt_model.modeling import RGPTForCausalLM, load_model
+from rgpt_model.modeling import RGPTForCausalLM
 from rgpt_model.onnx_encoder import OnnxRegionEncoder
 from rgpt_model.onnx_export import export_region_encoder
 from rgpt_model.tiny import make_tiny_model, tiny_config
@@ -72,7 +73,7 @@ def test_zero_init_survives_model_init_and_loading_an_older_model(tmp_path):
     px = torch.randn(1, 3, s, s, generator=torch.Generator().manual_seed(0))
     masks = torch.nn.functional.interpolate(_boxes()[:, None], size=s)[:, 0]
     with torch.no_grad():
-        assert torch.equal(old.encode_regions(px, masks)[1], new.encode_regions(px, masks)[1])
+        assert torch.equal(old.region_encoder(px, masks)[1], new.region_encoder(px, masks)[1])
 
 
 def test_model_with_mask_position_saves_loads_and_exports(tmp_path):
@@ -92,7 +93,7 @@ def test_model_with_mask_position_saves_loads_and_exports(tmp_path):
         assert torch.equal(model.mask_position(masks), trained)
     px = torch.randn(1, 3, s, s, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        g_ref, r_ref = model.encode_regions(px, masks)
+        g_ref, r_ref = model.region_encoder(px, masks)
     enc = OnnxRegionEncoder(export_region_encoder(model, tmp_path / "enc.onnx"), providers="cpu")
     g, r = enc(px, masks)
     assert (g - g_ref).abs().max().item() <= 1e-4

@@ -1,4 +1,5 @@
-"""RGPTForCausalLM: LLaVA parity, region placeholders, save/load, LLaVA import, load errors."""
+"""RGPTForCausalLM: LLaVA parity, region placeholders, save/load (also of the layout before the
+region encoder), LLaVA import, load errors."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import pytest
 import torch
 from transformers import LlavaConfig, LlavaForConditionalGeneration
 
+from rgpt_model.build import build_from_llava, load_model, rgpt_from_llava_model
 from rgpt_model.config import RGPTConfig
 from rgpt_model.errors import ModelLoadError, RegionCountMismatchError
-from rgpt_model.modeling import RGPTForCausalLM, load_model
+from rgpt_model.modeling import LEGACY_REGION_ENCODER_PARTS
 from rgpt_model.predictor import RGPTPredictor
 from rgpt_model.processor import RGPTProcessor
+from rgpt_model.tiny import make_tiny_model
 
 VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
               image_size=32, patch_size=8, projection_dim=32)  # fmt: skip
@@ -40,25 +43,36 @@ def _ids(n_img: int = 16) -> torch.Tensor:
 @torch.no_grad()
 def test_llava_parity_in_memory():
     llava = _tiny_llava()
-    rgpt = RGPTForCausalLM.from_llava_model(llava, use_refinement=False).eval()
+    rgpt = rgpt_from_llava_model(llava, use_refinement=False).eval()
     pix = torch.randn(1, 3, 32, 32)
     ref = llava(input_ids=_ids(), pixel_values=pix).logits
     out = rgpt(input_ids=_ids(), pixel_values=pix).logits
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
     # refinement only touches region features: the global path stays LLaVA's
-    rgpt2 = RGPTForCausalLM.from_llava_model(llava, use_refinement=True).eval()
+    rgpt2 = rgpt_from_llava_model(llava, use_refinement=True).eval()
     torch.testing.assert_close(rgpt2(input_ids=_ids(), pixel_values=pix).logits, ref)
 
 
 @torch.no_grad()
 def test_llava_import_from_disk(tmp_path):
+    from rgpt_model.tokenization import build_word_tokenizer
+
     llava = _tiny_llava(1)
+    tok = build_word_tokenizer(["what is this"], num_region_tokens=0)
+    img_id = tok.convert_tokens_to_ids("<image>")
+    llava.config.image_token_id = img_id
     llava.save_pretrained(tmp_path / "llava")
+    tok.save_pretrained(tmp_path / "llava")
+    rgpt, processor = build_from_llava(tmp_path / "llava")
+    text = [i for i in range(1, 120) if i not in {img_id, *rgpt.config.region_token_ids}]
+    ids = torch.tensor([text[:3] + [img_id] * 16 + text[3:6]])
     pix = torch.randn(1, 3, 32, 32)
-    ref = llava(input_ids=_ids(), pixel_values=pix).logits
-    rgpt = RGPTForCausalLM.from_llava(tmp_path / "llava").eval()
+    ref = llava(input_ids=ids, pixel_values=pix).logits
     assert rgpt.config.patch_merge_factor == 1 and rgpt.refiner is not None
-    torch.testing.assert_close(rgpt(input_ids=_ids(), pixel_values=pix).logits, ref)
+    assert rgpt.config.image_token_id == img_id == processor.image_token_id
+    out = rgpt.eval()(input_ids=ids, pixel_values=pix).logits
+    assert out.shape[-1] == len(processor.tokenizer) > 120  # region tokens were added
+    torch.testing.assert_close(out[..., :120], ref)  # LLaVA's own vocabulary: unchanged
 
 
 @torch.no_grad()
@@ -96,7 +110,7 @@ def test_region_placeholder_embedding_is_connector_output(tiny_model_dir):
     proc, img, masks = _inputs(tiny_model_dir)
     text = "<image>\nCompare <region2> with <region1> and <region3>, then <region2>."
     enc = proc(text, img, masks)
-    g, r = model.encode_regions(enc["pixel_values"], enc["masks"])
+    g, r = model.region_encoder(enc["pixel_values"], enc["masks"])
     region_embeds = model.project(r)
     embeds = model.prepare_inputs_embeds(
         enc["input_ids"], enc["pixel_values"], enc["masks"],
@@ -108,7 +122,7 @@ def test_region_placeholder_embedding_is_connector_output(tiny_model_dir):
     for p, k in zip(pos.tolist(), [1, 0, 2, 1], strict=True):
         torch.testing.assert_close(embeds[0, p], region_embeds[k])
     # a region's embedding equals pooling its own mask alone
-    alone = model.project(model.encode_regions(enc["pixel_values"], enc["masks"][1:2])[1])
+    alone = model.project(model.region_encoder(enc["pixel_values"], enc["masks"][1:2])[1])
     torch.testing.assert_close(alone[0], region_embeds[1])
     img_pos = (ids == model.config.image_token_id).nonzero().flatten()
     torch.testing.assert_close(embeds[0, img_pos], model.project(g)[0])
@@ -123,7 +137,7 @@ def test_placeholder_identity_adds_the_token_embedding(tiny_model_dir):
     model.config.region_identity_scale = 3.0
     proc, img, masks = _inputs(tiny_model_dir)
     enc = proc("<image>\nCompare <region2> with <region1> and <region3>.", img, masks)
-    region_embeds = model.project(model.encode_regions(enc["pixel_values"], enc["masks"])[1])
+    region_embeds = model.project(model.region_encoder(enc["pixel_values"], enc["masks"])[1])
     embeds = model.prepare_inputs_embeds(enc["input_ids"], enc["pixel_values"], enc["masks"],
                                          region_feature_index=enc["region_feature_index"])
     ids = enc["input_ids"][0]
@@ -244,3 +258,41 @@ def test_from_separate_clip_and_llm_dirs(tmp_path):
     assert len(pred.describe(img, lab, tasks=("classify",), max_new_tokens=2)) == 1
     with pytest.raises(ModelLoadError):
         RGPTPredictor.from_components(tmp_path / "nope", tmp_path / "llm")
+
+
+def _write_legacy_layout(src, dst) -> None:
+    """Copy a model directory, renaming its weights to the layout before the region encoder."""
+    from safetensors.torch import load_file, save_file
+
+    dst.mkdir()
+    for f in src.iterdir():
+        (dst / f.name).write_bytes(f.read_bytes())
+    weights = load_file(src / "model.safetensors")
+    save_file({k.removeprefix("region_encoder."): v for k, v in weights.items()},
+              dst / "model.safetensors", metadata={"format": "pt"})
+
+
+@torch.no_grad()
+def test_checkpoint_of_the_old_layout_loads_and_saves_in_the_new(tmp_path, scene):
+    """Saves from before issue 18 (top-level vision_tower.*, refiner.*, ...) load through the
+    key mapping with every weight in place; saving writes region_encoder.*."""
+    from safetensors import safe_open
+
+    path = make_tiny_model(tmp_path / "new", seed=2, use_mask_encoder=True, use_mask_position=True)
+    _write_legacy_layout(path, tmp_path / "old")
+    with safe_open(tmp_path / "old" / "model.safetensors", "pt") as f:
+        old_keys = set(f.keys())
+    assert {k.split(".")[0] for k in old_keys} == {*LEGACY_REGION_ENCODER_PARTS, "connector",
+                                                   "language_model"}
+    new, old = load_model(path), load_model(tmp_path / "old")
+    for (ka, a), (kb, b) in zip(new.state_dict().items(), old.state_dict().items(), strict=True):
+        assert ka == kb and torch.equal(a, b), ka
+    img, lab = scene
+    answers = [RGPTPredictor.from_pretrained(d).describe(img, lab, max_new_tokens=3)
+               for d in (path, tmp_path / "old")]
+    assert answers[0] == answers[1]
+    old.save_pretrained(tmp_path / "resaved")
+    with safe_open(tmp_path / "resaved" / "model.safetensors", "pt") as f:
+        keys = set(f.keys())
+    assert keys == {f"region_encoder.{k}" if k.split(".")[0] in LEGACY_REGION_ENCODER_PARTS
+                    else k for k in old_keys}

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from rgpt_model.build import load_model
 from rgpt_model.errors import ModelLoadError
-from rgpt_model.modeling import load_model
 from rgpt_model.onnx_encoder import OnnxRegionEncoder, select_providers, usable_providers
 from rgpt_model.onnx_export import export_region_encoder, model_fingerprint
 
@@ -38,7 +38,7 @@ def test_fp32_parity_dynamic_regions(model, onnx_path, n_regions):
     enc = OnnxRegionEncoder(onnx_path, providers="cpu")
     px, masks = _inputs(model, n_regions, seed=n_regions)
     with torch.no_grad():
-        g_ref, r_ref = model.encode_regions(px, masks)
+        g_ref, r_ref = model.region_encoder(px, masks)
     g, r = enc(px, masks)
     assert g.shape == g_ref.shape and r.shape == (n_regions, g_ref.shape[-1])
     assert (g - g_ref).abs().max().item() <= 1e-4
@@ -59,9 +59,11 @@ def test_fp16_export_tolerance(model, tmp_path):
     path = export_region_encoder(model, tmp_path / "enc16.onnx", dtype="float16")
     enc = OnnxRegionEncoder(path, providers="cpu")
     assert enc.dtype == "float16"
+    # a converted copy of the region encoder was exported: the model itself stays float32
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
     px, masks = _inputs(model, 5)
     with torch.no_grad():
-        g_ref, r_ref = model.encode_regions(px, masks)
+        g_ref, r_ref = model.region_encoder(px, masks)
     g, r = enc(px, masks)
     assert (g - g_ref).abs().max().item() <= 1e-2
     assert (r - r_ref).abs().max().item() <= 1e-2
@@ -112,3 +114,28 @@ def test_predictor_onnx_backend_matches_torch(tiny_model_dir, scene, tmp_path):
     db = onnx.describe(img, lab, max_new_tokens=4)
     assert [(d.label, d.caption) for d in da] == [(d.label, d.caption) for d in db]
     assert np.allclose([d.label_score for d in da], [d.label_score for d in db], atol=1e-4)
+
+
+def test_fingerprint_is_derived_from_the_encoder_module(model):
+    """Weights, structure and the values the encoder was built from change the fingerprint;
+    the language model does not."""
+    import copy
+
+    from rgpt_model.build import build_tiny
+
+    fp = model_fingerprint(model)
+    assert model_fingerprint(model.region_encoder) == fp
+    lm_changed = copy.deepcopy(model)
+    with torch.no_grad():
+        lm_changed.language_model.lm_head.weight.add_(1.0)
+    assert model_fingerprint(lm_changed) == fp
+    refined = copy.deepcopy(model.region_encoder)
+    with torch.no_grad():
+        refined.refiner.up2.bias.add_(1.0)
+    assert model_fingerprint(refined) != fp
+    positioned, _ = build_tiny(seed=0, use_mask_position=True, mask_position_scale=2.0)
+    before = model_fingerprint(positioned)
+    positioned.mask_position.scale = 3.0  # no weight: only the module's own value says it
+    assert model_fingerprint(positioned) != before
+    merged, _ = build_tiny(seed=0, patch_merge_factor=1)  # same weights, other global tokens
+    assert model_fingerprint(merged) != model_fingerprint(build_tiny(seed=0)[0])
