@@ -27,23 +27,28 @@ VICUNA_7B_V15 = {"max_position_embeddings": 4096, "vocab_size": 32000}
 class RGPTConfig(PretrainedConfig):
     """Configuration of :class:`rgpt_model.modeling.RGPTForCausalLM`.
 
-    Fields beyond LLaVA's: ``image_size`` (input resolution; position embeddings are
-    interpolated when it differs from the CLIP config), ``use_refinement`` and
+    The paper's method, beyond LLaVA's fields: ``image_size`` (input resolution; position
+    embeddings are interpolated when it differs from the CLIP config), ``use_refinement`` and
     ``refiner_hidden_size`` (the 4x transposed-conv refiner; ``None`` = vision hidden size),
-    ``patch_merge_factor`` (average-pool factor on the global patch grid, 1 = LLaVA's 576 tokens),
-    ``region_token_ids`` (token ids of ``<region>``, ``<region1>``...), ``freeze_vision_tower`` and
-    ``max_regions_per_prompt`` (REC candidates per prompt before chunking) and
-    ``label_vocabulary`` (the class names the model was trained to answer with; ``None`` =
-    COCO-80), which the predictor uses when a caller gives no vocabulary;
-    ``use_mask_encoder`` / ``mask_encoder_resolution`` add a silhouette embedding of each mask
-    to its pooled feature (:mod:`rgpt_model.mask_encoder`; off = the paper's pure pooling);
-    ``use_mask_position`` / ``mask_position_resolution`` add an embedding of where the mask
-    lies (:mod:`rgpt_model.mask_position`; off by default), times ``mask_position_scale``;
-    ``region_placeholder_identity`` adds each region feature to its placeholder's embedding
-    instead of replacing it (off = the paper's replacement), so numbered placeholders keep
-    their number, which REC answers ("Region [k]") refer to; ``region_identity_scale``
-    multiplies that placeholder embedding (token embeddings are ~60x smaller than projected
-    region features, so at 1.0 the number is all but invisible to the LM).
+    ``patch_merge_factor`` (average-pool factor on the global patch grid, 1 = LLaVA's 576
+    tokens), ``region_token_ids`` (token ids of ``<region>``, ``<region1>``...).
+    Practical settings: ``freeze_vision_tower``, ``max_regions_per_prompt`` (REC candidates
+    per prompt before chunking) and ``label_vocabulary`` (the class names the model was
+    trained to answer with; ``None`` = COCO-80), which the predictor uses when a caller gives
+    no vocabulary.
+
+    Additions beyond the paper, each off by default (off = the paper's behaviour); why each
+    exists and what it measured: docs/ADDITIONS.md.
+
+    - ``use_mask_encoder`` / ``mask_encoder_resolution``: a silhouette embedding of each mask
+      added to its pooled feature, because mask pooling keeps what the features say but not
+      the outline (:mod:`rgpt_model.mask_encoder`).
+    - ``use_mask_position`` / ``mask_position_resolution`` / ``mask_position_scale``: an
+      embedding of where the mask lies, times a gain, because pooled features say little about
+      position (:mod:`rgpt_model.mask_position`).
+    - ``region_placeholder_identity`` / ``region_identity_scale``: the region feature is added
+      to its ``<regionK>`` embedding (times the scale) instead of replacing it, so the LM still
+      sees the candidate number REC answers refer to (:mod:`rgpt_model.placeholder_merge`).
     """
 
     model_type = "rgpt"
@@ -71,11 +76,15 @@ class RGPTConfig(PretrainedConfig):
     freeze_vision_tower: bool = True
     max_regions_per_prompt: int = 8
     label_vocabulary: list[str] | None = None
+    # ---- additions beyond the paper (off by default; docs/ADDITIONS.md) ----
+    # mask silhouette encoder: pooling drops the outline a mask draws
     use_mask_encoder: bool = False
     mask_encoder_resolution: int = 128
+    # mask position encoder: pooled features barely say where a region lies
     use_mask_position: bool = False
     mask_position_resolution: int = 64
     mask_position_scale: float = 1.0
+    # placeholder identity: <regionK> keeps its number, which REC answers name
     region_placeholder_identity: bool = False
     region_identity_scale: float = 1.0
     tie_word_embeddings: bool = False

@@ -1,14 +1,15 @@
-"""Silhouette embedding of a region mask, added to its mask-pooled feature (optional).
+"""Silhouette embedding of a region mask, added to its mask-pooled feature (an addition beyond
+the paper, ``RGPTConfig.use_mask_encoder``, off by default).
 
-Mask pooling averages the feature map inside a mask, so the region token keeps what the
+Why: mask pooling averages the feature map inside a mask, so the region token keeps what the
 features say but not the outline the mask draws. Osprey (CVPR 2024) adds a second embedding
 computed from the binary mask alone for that reason; we add ours to the pooled feature instead,
 which keeps RGPT's one token per ``<region>``. A small strided conv net with global max and
 mean pooling reads the outline where the mask lies (shape, extent), independent of colour.
 
-Off by default (``RGPTConfig.use_mask_encoder``): a model converted from LLaVA/CLIP keeps the
-paper's pure mask pooling. The output layer starts at zero, so switching it on for a trained
-model changes nothing until it is trained.
+Off by default: a model converted from LLaVA/CLIP keeps the paper's pure mask pooling. The
+output layer starts at zero, so switching it on for a trained model changes nothing until it
+is trained. What it measured: docs/ADDITIONS.md.
 """
 
 from __future__ import annotations

@@ -1,21 +1,18 @@
-"""Position embedding of a region mask, added to its mask-pooled feature (optional).
+"""Position embedding of a region mask, added to its mask-pooled feature (an addition beyond
+the paper, ``RGPTConfig.use_mask_position``, off by default).
 
-Mask pooling averages features, and the silhouette encoder pools globally, so neither says
-reliably *where* a region lies: in the demo model a linear probe read the centroid from
-the pooled feature with R^2 0.58 (14 px mean error on 128 px scenes, where the expressions'
-margin is 8 px), and directional
-expressions ("the leftmost square", "the circle left of the star") stayed near 40 % while
-size superlatives reached 93 %. Region-level VLMs that answer spatial questions feed the
+Why: mask pooling averages features, and the silhouette encoder pools globally, so neither says
+reliably *where* a region lies, which directional expressions ("the leftmost square", "the
+circle left of the star") need. Region-level VLMs that answer spatial questions feed the
 region's coordinates in (GPT4RoI and Shikra as box numbers, Ferret as a spatial-aware
 sampler); here the mask's first and second moments (centre and spread on each axis, in the
 square input frame, 0..1) and Fourier features of the centre go through a small MLP.
 
-Off by default (``RGPTConfig.use_mask_position``). The output layer starts at zero, so a
-trained model with the encoder switched on answers exactly as before until a stage trains it.
-``scale`` (``RGPTConfig.mask_position_scale``) multiplies the output: Adam moves a weight by
-about the learning rate whatever its gradient, so an unscaled zero-init layer grows slowly,
-and after a position-only warm-up its output (norm 0.6) was still ~10x smaller than the
-pooled feature it is added to (6.5); the LM then learnt to use it slowly.
+The output layer starts at zero, so a trained model with the encoder switched on answers
+exactly as before until a stage trains it. ``scale`` (``RGPTConfig.mask_position_scale``)
+multiplies the output, so the zero-initialised layer, which Adam grows by about the learning
+rate per step, can reach the scale of the pooled feature it is added to. What it measured:
+docs/ADDITIONS.md.
 """
 
 from __future__ import annotations

@@ -13,10 +13,10 @@ from transformers import LlavaConfig, LlavaForConditionalGeneration
 from rgpt_model.build import build_from_llava, load_model, rgpt_from_llava_model
 from rgpt_model.config import RGPTConfig
 from rgpt_model.errors import ModelLoadError, RegionCountMismatchError
-from rgpt_model.modeling import LEGACY_REGION_ENCODER_PARTS
+from rgpt_model.modeling import LEGACY_REGION_ENCODER_PARTS, RGPTForCausalLM
 from rgpt_model.predictor import RGPTPredictor
 from rgpt_model.processor import RGPTProcessor
-from rgpt_model.tiny import make_tiny_model
+from rgpt_model.tiny import make_tiny_model, tiny_config
 
 VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
               image_size=32, patch_size=8, projection_dim=32)  # fmt: skip
@@ -198,6 +198,10 @@ def test_config_defaults_follow_paper():
     assert c.vision_config.hidden_size == 1024 and c.image_size == 336
     assert c.vision_feature_layer == -2 and c.grid_size == 24 and c.refined_grid_size == 96
     assert c.text_config.hidden_size == 4096 and c.text_config.num_hidden_layers == 32
+    # the additions beyond the paper are off unless asked for (docs/ADDITIONS.md)
+    assert not (c.use_mask_encoder or c.use_mask_position or c.region_placeholder_identity)
+    model = RGPTForCausalLM(tiny_config(50))
+    assert model.mask_encoder is None and model.mask_position is None
     with pytest.raises(ValueError):
         RGPTConfig(patch_merge_factor=5)
 
