@@ -51,31 +51,21 @@ def model_fingerprint(model: nn.Module) -> str:
 
 def _export(encoder, pixels, masks, path: Path, opset: int, *, dynamo: bool) -> None:
     if dynamo:
-        r = torch.export.Dim("num_regions", min=1)
-        torch.onnx.export(
-            encoder,
-            (pixels, masks),
-            str(path),
-            input_names=INPUT_NAMES,
-            output_names=OUTPUT_NAMES,
-            dynamic_shapes={"pixel_values": None, "masks": {0: r}},
-            opset_version=max(opset, 18),
-            dynamo=True,
-            external_data=False,
-            verbose=False,
-        )
+        options = {
+            "dynamic_shapes": {"pixel_values": None,
+                               "masks": {0: torch.export.Dim("num_regions", min=1)}},
+            "opset_version": max(opset, 18),
+            "external_data": False,
+            "verbose": False,
+        }
     else:
-        torch.onnx.export(
-            encoder,
-            (pixels, masks),
-            str(path),
-            input_names=INPUT_NAMES,
-            output_names=OUTPUT_NAMES,
-            dynamic_axes={"masks": {0: "num_regions"}, "region_features": {0: "num_regions"}},
-            opset_version=opset,
-            do_constant_folding=True,
-            dynamo=False,
-        )
+        options = {
+            "dynamic_axes": {"masks": {0: "num_regions"}, "region_features": {0: "num_regions"}},
+            "opset_version": opset,
+            "do_constant_folding": True,
+        }
+    torch.onnx.export(encoder, (pixels, masks), str(path), input_names=INPUT_NAMES,
+                      output_names=OUTPUT_NAMES, dynamo=dynamo, **options)
 
 
 def export_region_encoder(

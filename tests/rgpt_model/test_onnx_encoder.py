@@ -139,3 +139,16 @@ def test_fingerprint_is_derived_from_the_encoder_module(model):
     assert model_fingerprint(positioned) != before
     merged, _ = build_tiny(seed=0, patch_merge_factor=1)  # same weights, other global tokens
     assert model_fingerprint(merged) != model_fingerprint(build_tiny(seed=0)[0])
+
+
+def test_torch_export_exporter_handles_the_module_too(model, tmp_path):
+    """The torch.export-based exporter (used where TorchScript cannot express a resize) takes
+    the region encoder module as it is, with a dynamic region count."""
+    enc = OnnxRegionEncoder(export_region_encoder(model, tmp_path / "d.onnx", dynamo=True), "cpu")
+    for n in (1, 6):
+        px, masks = _inputs(model, n, seed=10 + n)
+        with torch.no_grad():
+            g_ref, r_ref = model.region_encoder(px, masks)
+        g, r = enc(px, masks)
+        assert r.shape == (n, g_ref.shape[-1])
+        assert max((g - g_ref).abs().max().item(), (r - r_ref).abs().max().item()) <= 1e-4
