@@ -67,8 +67,9 @@ class RGPTPredictor:
         """``model`` already on ``device``. ``backend``: region encoder, "torch" or "onnx" (ONNX
         Runtime, see onnx_encoder; ``onnx_path``/``providers`` pick the file and execution
         providers). ``decoding``: a name in :data:`rgpt_model.decoding.DECODERS` (all give the
-        same greedy tokens). The ``max_*`` bounds (``self.limits``, :mod:`rgpt_model.query_limits`)
-        refuse queries that would keep the model busy for minutes."""
+        same greedy tokens). The ``max_*`` bounds refuse queries that would keep the model busy
+        for minutes; they live in ``self.limits`` (:mod:`rgpt_model.query_limits`), where a
+        caller may change them at run time."""
         self.model = model.eval()
         self.processor = processor
         self.device = torch.device(device)
