@@ -1,8 +1,12 @@
-"""Attention supervision and readouts for REC answers (training only; the exported model is
-unchanged).
+"""Attention supervision and readouts for REC answers, as aux losses of the trainer
+(training only; the exported model is unchanged).
+
+Registered names (``aux_losses`` of a run config that lists ``plugins: [research]``):
+``rec_attention_quote`` / ``rec_attention_answer`` (the two layouts below),
+``rec_number_readout``, ``rec_expression_readout`` and ``rec_position_readout``.
 
 A from-scratch LM has to discover by itself how "Region [k]" follows from the expression: a
-content-matching circuit that forms only after a long plateau (scripts/rec_oracle_probe.py,
+content-matching circuit that forms only after a long plateau (research/rec_oracle_probe.py,
 oracle region embeddings, 6 candidates: 60 % after 64k examples in one run, still at chance
 after 90k in two variants; with supervision of the matching head, 97 % after 26k). Head 0
 of the last two layers is supervised, in one of two layouts:
@@ -21,10 +25,10 @@ of the last two layers is supervised, in one of two layouts:
 number. ``ExpressionReadout`` is another: the number-predicting token's input to the last
 layer (where the answer head's query comes from) must name the words of the expression. In
 the demo model a linear probe read "largest" / "smallest" there at ~100 % but leftmost /
-rightmost / topmost / bottommost at ~30-60 % (scripts/rec_attention_probe.py shows the head
+rightmost / topmost / bottommost at ~30-60 % (research/rec_attention_probe.py shows the head
 then ranks a group by size but not by position), though an oracle LM of the same size learns
 to rank by position in ~8k examples once the words reach the query
-(scripts/rec_oracle_probe.py --superlative). Pretrained LLMs (Vicuna in the paper) bring
+(research/rec_oracle_probe.py --superlative). Pretrained LLMs (Vicuna in the paper) bring
 such circuits with them and need no such help.
 
 ``RegionPositionReadout`` is the other side of the same head: its keys come from the region
@@ -43,9 +47,15 @@ import torch
 from torch import nn
 
 from rgpt_model.mask_position import mask_moments
-from rgpt_model.training.config import REC_POINTER_LAYOUTS
+from rgpt_model.training.aux_losses import (
+    AuxLoss,
+    AuxLossInputs,
+    AuxLossSetup,
+    register_aux_loss,
+)
 
 SUPERVISED_HEAD = 0  # the supervised head of each layer
+REC_POINTER_LAYOUTS = ("quote", "answer")
 
 
 def rec_pointers(positions: torch.Tensor, layout: str = "quote") -> torch.Tensor:
@@ -114,15 +124,56 @@ def expression_words(input_ids: torch.Tensor, positions: torch.Tensor, vocab_siz
     return words
 
 
-class ExpressionReadout(nn.Module):
+def _has_rec_rows(batch: dict[str, torch.Tensor]) -> bool:
+    return batch["rec_positions"].numel() > 0
+
+
+class RecAttentionLoss(AuxLoss):
+    """``rec_attention_loss`` of ``rec_pointers`` in one layout; steps without a REC answer
+    that names a region leave it out."""
+
+    needs_attentions = True
+
+    def __init__(self, layout: str) -> None:
+        super().__init__()
+        if layout not in REC_POINTER_LAYOUTS:
+            raise ValueError(f"REC pointer layout {layout!r} is not one of {REC_POINTER_LAYOUTS}")
+        self.layout = layout
+
+    def applies(self, batch: dict[str, torch.Tensor]) -> bool:
+        return _has_rec_rows(batch)
+
+    def forward(self, inputs: AuxLossInputs) -> torch.Tensor:
+        pointers = rec_pointers(inputs.batch["rec_positions"], self.layout)
+        return rec_attention_loss(inputs.lm_outputs.attentions, pointers)
+
+
+class RecNumberReadout(AuxLoss):
+    """``rec_readout_loss``: the closing quote's own logits predict the answer's number."""
+
+    def forward(self, inputs: AuxLossInputs) -> torch.Tensor:
+        return rec_readout_loss(inputs.lm_outputs.logits, inputs.batch["rec_positions"],
+                                inputs.batch["input_ids"])
+
+
+class ExpressionReadout(AuxLoss):
     """Linear readout of the expression's words (multi-label) from the hidden state that
     enters the last layer at the token predicting the REC answer's number. Training only."""
+
+    needs_hidden_states = True
 
     def __init__(self, hidden_size: int, vocab_size: int) -> None:
         super().__init__()
         self.head = nn.Linear(hidden_size, vocab_size)
         # an expression names a handful of the vocabulary: start every word near absent
         nn.init.constant_(self.head.bias, -math.log(vocab_size))
+
+    def applies(self, batch: dict[str, torch.Tensor]) -> bool:
+        return _has_rec_rows(batch)
+
+    def forward(self, inputs: AuxLossInputs) -> torch.Tensor:
+        return self.loss(inputs.lm_outputs.hidden_states, inputs.batch["rec_positions"],
+                         inputs.batch["input_ids"])
 
     def loss(self, hidden_states: tuple[torch.Tensor, ...], positions: torch.Tensor,
              input_ids: torch.Tensor) -> torch.Tensor:
@@ -138,20 +189,29 @@ class ExpressionReadout(nn.Module):
             logits, target, reduction="sum") / len(p)
 
 
-class RegionPositionReadout(nn.Module):
+class RegionPositionReadout(AuxLoss):
     """Linear readout of each region's mask centre (x, y, scaled to -1..1) from the hidden
     state that enters the last layer at its region token. Training only."""
 
+    needs_hidden_states = True
     RESOLUTION = 64  # mask_moments grid: centres to 1/128 of the frame, like the encoder's
 
-    def __init__(self, hidden_size: int) -> None:
+    def __init__(self, hidden_size: int, region_token_ids: list[int] | None = None) -> None:
         super().__init__()
+        self.region_token_ids = list(region_token_ids or [])
         self.head = nn.Linear(hidden_size, 2)
         # hidden states entering the last layer at region tokens are large (norm ~700 in the
         # demo model): a random head's first errors are in the hundreds and their gradient
         # swamped the LM's; from zero the head first predicts the frame's centre
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+
+    def forward(self, inputs: AuxLossInputs) -> torch.Tensor:
+        batch = inputs.batch
+        ids = batch["input_ids"]
+        region_tokens = torch.isin(ids, torch.as_tensor(self.region_token_ids, device=ids.device))
+        return self.loss(inputs.lm_outputs.hidden_states, region_tokens, batch["masks"],
+                         batch["region_feature_index"])
 
     def loss(self, hidden_states: tuple[torch.Tensor, ...], region_tokens: torch.Tensor,
              masks: torch.Tensor, region_feature_index: torch.Tensor) -> torch.Tensor:
@@ -166,3 +226,34 @@ class RegionPositionReadout(nn.Module):
         target = 2.0 * centres[region_feature_index.to(centres.device)] - 1.0
         pred = self.head(h.to(self.head.weight.dtype)).float()
         return nn.functional.mse_loss(pred, target.float().to(pred.device))
+
+
+def _expression_readout(setup: AuxLossSetup) -> ExpressionReadout:
+    torch.manual_seed(setup.cfg.seed + 2)
+    text = setup.model.config.text_config
+    return ExpressionReadout(text.hidden_size, text.vocab_size)
+
+
+def _position_readout(setup: AuxLossSetup) -> RegionPositionReadout:
+    torch.manual_seed(setup.cfg.seed + 3)
+    config = setup.model.config
+    return RegionPositionReadout(config.text_config.hidden_size, config.region_token_ids)
+
+
+def _attention_quote(setup: AuxLossSetup) -> RecAttentionLoss:
+    return RecAttentionLoss("quote")
+
+
+def _attention_answer(setup: AuxLossSetup) -> RecAttentionLoss:
+    return RecAttentionLoss("answer")
+
+
+def _number_readout(setup: AuxLossSetup) -> RecNumberReadout:
+    return RecNumberReadout()
+
+
+register_aux_loss("rec_attention_quote", _attention_quote)
+register_aux_loss("rec_attention_answer", _attention_answer)
+register_aux_loss("rec_number_readout", _number_readout)
+register_aux_loss("rec_expression_readout", _expression_readout)
+register_aux_loss("rec_position_readout", _position_readout)

@@ -4,7 +4,7 @@
 Diagnostic for the demo model's directional superlatives ("the leftmost square"). For each
 superlative expression of the synthetic test scenes it teacher-forces the prompt up to
 "Region [" and reads the attention of the head the trainer supervises (head 0 of the last
-layer, rgpt_model.training.rec_attention, layout ``answer``) from that token onto the
+layer, research.rec_attention, layout ``answer``) from that token onto the
 candidates. Per superlative word it reports: answer and attention-argmax accuracy, whether
 the argmax lies in the expression's attribute group ("square", "red object"), the attention
 mass on the target and on the group, and the mean correlation, over groups of two or more,
@@ -15,7 +15,7 @@ A head that filters by attribute and then ranks puts ~all its mass on the group 
 correlation near 1; one that only filters shows the group mass but a correlation near 0 and
 an accuracy of ~1 / group size.
 
-    python scripts/rec_attention_probe.py --num-scenes 40
+    python -m research.rec_attention_probe --num-scenes 40
 """
 
 from __future__ import annotations

@@ -7,13 +7,13 @@ Diagnostic for the demo model's REC gap. Each sequence is N candidate region emb
 ``--identity`` each candidate also gets its placeholder's own embedding, as
 ``RGPTConfig.region_placeholder_identity`` does. The LM has the demo model's size.
 
-    python scripts/rec_oracle_probe.py --steps 2000 --identity
-    python scripts/rec_oracle_probe.py --steps 600 --identity --attn-supervision 1.0
+    python -m research.rec_oracle_probe --steps 2000 --identity
+    python -m research.rec_oracle_probe --steps 600 --identity --attn-supervision 1.0
 
 Other flags test remedies for the plateau before the matching circuit forms: ``--tied``
 (answer digits double as identities), ``--aligned`` (regions made of the LM's own word
 embeddings), ``--start-regions`` (fewer candidates first), ``--attn-supervision`` (the
-trainer's loss, rgpt_model.training.rec_attention).
+trainer's loss, research.rec_attention).
 
 ``--superlative F`` makes a fraction F of the sequences "which leftmost|rightmost <shape> ?"
 questions: each candidate also carries an x position (Fourier features through a learnt MLP,
@@ -21,7 +21,7 @@ as rgpt_model.mask_position does), 2-3 candidates share the named shape, and the
 extreme one. It asks whether the demo-size LM can learn to rank a group by position, and how
 many examples that takes, given a clean position code:
 
-    python scripts/rec_oracle_probe.py --steps 3000 --identity --attn-supervision 1.0 \
+    python -m research.rec_oracle_probe --steps 3000 --identity --attn-supervision 1.0 \
         --superlative 0.5 [--superlative-from 1250]
 
 ``--superlative-from`` asks attribute questions only until that step, as for the demo model,
@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from rgpt_model.training.rec_attention import rec_attention_loss
+from research.rec_attention import rec_attention_loss
 
 N_COLOURS = N_SHAPES = 8
 # token ids; DIGITS.. answer digits, then identities

@@ -1,11 +1,11 @@
 """Generate the demo bag: synthetic scenes (with known referring answers) and real photographs.
 
-Synthetic scenes come from rgpt_model.data.synthetic (deterministic); photographs are the
-samples shipped inside scikit-image, with masks from a Felzenszwalb over-segmentation (largest
-segments). Topics: /camera/image (rgb8) and /camera/masks (mono16 label image), same stamps,
-5 Hz. The bag is generated on demand (a few MB, deterministic), not committed;
-``annotations.json`` beside the bag's files holds every frame's stamp, regions and the
-synthetic scenes' referring expressions with their target ids.
+The frames come from rgpt_model.data.demo_frames (deterministic): synthetic scenes, then the
+photographs shipped inside scikit-image with masks of their largest segments. Topics:
+/camera/image (rgb8) and /camera/masks (mono16 label image), same stamps, 5 Hz. The bag is
+generated on demand (a few MB, deterministic), not committed; ``annotations.json`` beside
+the bag's files holds every frame's stamp, regions and the synthetic scenes' referring
+expressions with their target ids.
 
     python -m rgpt_ros.demo_bag OUT_DIR [--scenes 6] [--photos 4] [--storage mcap]
 """
@@ -17,13 +17,12 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
+from rgpt_model.data.demo_frames import PHOTOS, demo_frames
 
 IMAGE_TOPIC = "/camera/image"
 MASK_TOPIC = "/camera/masks"
 START_NS = 1_700_000_000 * 1_000_000_000
 PERIOD_NS = 200_000_000
-PHOTOS = ("coffee", "chelsea", "astronaut", "rocket")
 ANNOTATIONS = "annotations.json"
 
 
@@ -34,35 +33,11 @@ def default_path() -> Path:
     return cache_dir() / "demo_bag_v1"
 
 
-def photo_frame(name: str, max_side: int = 320, regions: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    """A scikit-image sample photo (downscaled) and a label image of its largest segments."""
-    import skimage.data
-    from skimage.segmentation import felzenszwalb
-
-    img = getattr(skimage.data, name)()
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    img = img[:, :, :3]
-    step = max(1, int(np.ceil(max(img.shape[:2]) / max_side)))
-    img = np.ascontiguousarray(img[::step, ::step])
-    seg = felzenszwalb(img, scale=400, sigma=0.8, min_size=200)
-    ids, counts = np.unique(seg, return_counts=True)
-    total = seg.size
-    keep = [i for c, i in sorted(zip(counts, ids, strict=True), reverse=True)
-            if 0.01 * total <= c <= 0.4 * total][:regions]
-    labels = np.zeros(seg.shape, np.uint16)
-    for new_id, seg_id in enumerate(keep, start=1):
-        labels[seg == seg_id] = new_id
-    return img, labels
-
-
 def generate(out: str | Path, scenes: int = 6, photos: int = 4, storage: str = "mcap",
              height: int = 240, width: int = 320, overwrite: bool = False) -> Path:
     """Write the demo bag to ``out`` and return its path."""
     from rclpy.serialization import serialize_message
     from rosbags.rosbag2 import StoragePlugin, Writer
-
-    from rgpt_model.data.synthetic import SceneConfig, generate_scene
 
     from .client import make_header
     from .conversions import labels_to_image_msg, rgb_to_image_msg
@@ -73,32 +48,20 @@ def generate(out: str | Path, scenes: int = 6, photos: int = 4, storage: str = "
         if not overwrite:
             raise FileExistsError(f"{out} exists (pass overwrite=True / --overwrite)")
         shutil.rmtree(out)
-    frames = []
-    cfg = SceneConfig(height=height, width=width)
-    for k in range(scenes):
-        sc = generate_scene(0, k, "val", cfg)
-        frames.append(("synthetic", f"val/{k}", sc.image, sc.labels, {
-            "regions": {str(r.id): r.name for r in sc.regions},
-            "expressions": [{"text": e.text, "target_ids": e.target_ids, "kind": e.kind}
-                            for e in sc.expressions],
-        }))
-    for name in PHOTOS[:photos]:
-        img, labels = photo_frame(name)
-        frames.append(("photo", name, img, labels, {
-            "regions": {str(i): "" for i in np.unique(labels) if i}}))
+    frames = demo_frames(scenes, photos, height, width)
     typestore = make_typestore()
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
     notes = []
     with Writer(out, version=9, storage_plugin=plugin) as writer:
         c_img = writer.add_connection(IMAGE_TOPIC, "sensor_msgs/msg/Image", typestore=typestore)
         c_mask = writer.add_connection(MASK_TOPIC, "sensor_msgs/msg/Image", typestore=typestore)
-        for k, (kind, source, img, labels, info) in enumerate(frames):
+        for k, frame in enumerate(frames):
             stamp = START_NS + k * PERIOD_NS
             header = make_header(stamp, "demo_camera")
-            writer.write(c_mask, stamp, serialize_message(labels_to_image_msg(labels, header)))
-            writer.write(c_img, stamp, serialize_message(rgb_to_image_msg(img, header)))
-            notes.append({"stamp_ns": stamp, "kind": kind, "source": source,
-                          "width": int(img.shape[1]), "height": int(img.shape[0]), **info})
+            writer.write(c_mask, stamp,
+                         serialize_message(labels_to_image_msg(frame.labels, header)))
+            writer.write(c_img, stamp, serialize_message(rgb_to_image_msg(frame.image, header)))
+            notes.append({"stamp_ns": stamp, **frame.annotations()})
     (out / ANNOTATIONS).write_text(json.dumps({"image_topic": IMAGE_TOPIC,
                                                "mask_topic": MASK_TOPIC, "frames": notes},
                                               indent=1))

@@ -2,7 +2,9 @@
 # Reproduce the built-in demo model: train a small RGPT from scratch on synthetic scenes
 # (rgpt_model/configs/demo.yaml; about 14.5 h on a 2-core CPU; on a GPU machine add
 # --set data_workers=N for its cores), export it to rgpt_model/demo_model/
-# and write rgpt_model/demo_model/eval_report.json (test split, 200 scenes).
+# and write rgpt_model/demo_model/eval_report.json (test split, 200 scenes). The config lists
+# `plugins: [research]`: the trainer imports research/ (run from the repository root), which
+# registers the REC attention and readout losses that stages 3-20 use.
 # Extra arguments go to the trainer, e.g. --resume after an interruption.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -14,7 +14,9 @@ from typing import Any
 
 import yaml
 
-REC_POINTER_LAYOUTS = ("quote", "answer")  # see rgpt_model.training.rec_attention
+from rgpt_model.training.legacy_config import upgrade_legacy_keys
+from rgpt_model.training.plugins import check_registered, load_plugins
+
 TRAINABLE_PARTS = ("vision", "refiner", "position", "connector", "lm")
 POSITIVE_REC_KINDS = ("attribute", "superlative", "relation")  # rgpt_model.data.expressions
 
@@ -113,9 +115,9 @@ class StageSpec:
     Parts: ``vision``, ``refiner`` (with the mask encoder, if any), ``position`` (the mask
     position encoder), ``connector``, ``lm`` (``lm_mode``: ``full``, ``lora`` or ``frozen``).
     Stage 1 of the paper = refiner + connector; stage 2 adds the LM.
-    ``lm_loss: false`` makes a vision-only stage trained by the auxiliary region-attribute loss
-    alone (``aux_loss_weight``): a stand-in for CLIP pretraining when the tower starts from
-    scratch, as in the demo model.
+    ``lm_loss: false`` makes a vision-only stage trained by aux losses alone, such as the
+    synthetic region-attribute heads: a stand-in for CLIP pretraining when the tower starts
+    from scratch, as in the demo model.
     """
 
     name: str = "stage2"
@@ -129,10 +131,13 @@ class StageSpec:
     warmup_steps: int = 20
     lm_loss: bool = True
     images_per_step: int | None = None  # None = the run's images_per_step
-    # Share of images shown as grey repaints (shape only, no colour labels), see
-    # rgpt_model.training.augment. In stages with the LM loss only conversations whose
-    # answers name no colour (labels) are repainted.
-    grey_fraction: float = 0.0
+    # Auxiliary losses of this stage by registered name, with their weights, added to the
+    # run's ``aux_losses`` (a weight here overrides the run's; 0 switches one off). They add
+    # up in the order listed (rgpt_model.training.aux_losses).
+    aux_losses: dict[str, float] = field(default_factory=dict)
+    # Registered augmentations and the probability of each per conversation, e.g.
+    # ``{grey_repaint: 0.5}`` (rgpt_model.data.synthetic_aux; rgpt_model.training.augment).
+    augmentations: dict[str, float] = field(default_factory=dict)
     # Synthetic-data overrides for this stage (None = the run's ``data`` setting), for
     # curricula such as many REC turns on scenes with few objects first, full scenes later.
     task_weights: dict[str, float] | None = None
@@ -147,21 +152,6 @@ class StageSpec:
     # Relative weights of the kinds of positive REC expressions (attribute, superlative,
     # relation); None = uniform over a scene's expressions, where attribute phrases dominate.
     rec_kind_weights: dict[str, float] | None = None
-    # Weight of the REC attention-supervision loss (rgpt_model.training.rec_attention);
-    # 0 = off. Needs eager attention in the LM, which the trainer uses in such stages.
-    rec_attention_weight: float = 0.0
-    # Which heads look where ("quote" or "answer", see rec_attention.py).
-    rec_pointer_layout: str = "quote"
-    # Weight of the REC number readout at the closing quote (rec_attention.rec_readout_loss).
-    rec_readout_weight: float = 0.0
-    # Weight of the expression readout at the token that predicts the REC answer's number
-    # (rec_attention.ExpressionReadout): that token's input to the last layer must name the
-    # expression's words, so the answer head's query can depend on "leftmost" vs "rightmost".
-    rec_expression_weight: float = 0.0
-    # Weight of the region position readout (rec_attention.RegionPositionReadout): every
-    # region token's input to the last layer must give the region's centre, so the answer
-    # head's keys can rank candidates by x as well as by y.
-    rec_position_weight: float = 0.0
     # Sets the model's region_identity_scale from this stage on (None = keep the value of
     # the model spec or of an earlier stage); the exported model keeps the last one.
     region_identity_scale: float | None = None
@@ -200,7 +190,11 @@ class TrainConfig:
     save_dtype: str = "float32"
     max_minutes: float | None = None
     data_workers: int = 0  # processes preparing batches ahead (0 = in the training process)
-    aux_loss_weight: float = 0.0
+    # Modules imported before the config is checked: they register aux losses and
+    # augmentations (rgpt_model.training.plugins), e.g. ``research`` for the REC losses.
+    plugins: list[str] = field(default_factory=list)
+    # Aux losses of every stage by registered name, with their weights (stages add their own).
+    aux_losses: dict[str, float] = field(default_factory=dict)
     model: ModelSpec = field(default_factory=ModelSpec)
     data: DataSpec = field(default_factory=DataSpec)
     stages: list[StageSpec] = field(default_factory=lambda: [StageSpec()])
@@ -209,6 +203,20 @@ class TrainConfig:
     @property
     def total_steps(self) -> int:
         return sum(s.steps for s in self.stages)
+
+    def stage_at(self, step: int) -> tuple[int, StageSpec, int]:
+        """(stage index, stage, first step of the stage) for global ``step``."""
+        start = 0
+        for i, s in enumerate(self.stages):
+            if step < start + s.steps:
+                return i, s, start
+            start += s.steps
+        return len(self.stages) - 1, self.stages[-1], start - self.stages[-1].steps
+
+    def stage_aux_losses(self, stage: StageSpec) -> dict[str, float]:
+        """The aux losses of ``stage`` with a weight > 0: the run's, then the stage's own."""
+        merged = {**self.aux_losses, **stage.aux_losses}
+        return {name: w for name, w in merged.items() if w > 0}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -248,8 +256,11 @@ def _build(cls, data: Any, where: str):
 
 
 def config_from_dict(data: dict) -> TrainConfig:
-    """TrainConfig from a plain dict (the parsed YAML)."""
-    cfg = _build(TrainConfig, data, "config")
+    """TrainConfig from a plain dict (the parsed YAML; old-schema keys are renamed, with a
+    deprecation warning). Imports the config's plugins to check the names it uses."""
+    cfg = _build(TrainConfig, upgrade_legacy_keys(data), "config")
+    load_plugins(cfg.plugins)
+    check_registered("config", cfg.aux_losses)
     if cfg.model.mask_position_scale <= 0:
         raise ValueError("model.mask_position_scale must be > 0, "
                          f"got {cfg.model.mask_position_scale}")
@@ -262,9 +273,7 @@ def config_from_dict(data: dict) -> TrainConfig:
         if "position" in s.train and not cfg.model.mask_position:
             raise ValueError(f"stage {s.name} trains 'position', but the model has no mask "
                              "position encoder (set model.mask_position: true)")
-        if s.rec_pointer_layout not in REC_POINTER_LAYOUTS:
-            raise ValueError(f"stage {s.name}: rec_pointer_layout must be one of "
-                             f"{REC_POINTER_LAYOUTS}, got {s.rec_pointer_layout!r}")
+        check_registered(f"stage {s.name}", s.aux_losses, s.augmentations)
         if s.region_identity_scale is not None and s.region_identity_scale <= 0:
             raise ValueError(f"stage {s.name}: region_identity_scale must be > 0, "
                              f"got {s.region_identity_scale}")

@@ -2,7 +2,9 @@
 
 Writes ``<output_dir>/checkpoint-last`` (resumable with ``--resume``), ``train_log.jsonl``,
 the effective ``train_config.yaml`` and, at the end, a loadable model in ``<output_dir>/final``
-(or ``--export DIR``), optionally followed by an evaluation report.
+(or ``--export DIR``), optionally followed by an evaluation report. Aux losses and
+augmentations come from the modules the config lists under ``plugins`` (imported first; e.g.
+``research`` for the demo recipe's REC losses, importable from the repository root).
 """
 
 from __future__ import annotations

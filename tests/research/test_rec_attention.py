@@ -1,15 +1,11 @@
-"""REC attention supervision, number, expression and region position readouts: where they
-point, that they train, that export undoes the attention switch."""
+"""REC attention supervision, number, expression and region position readouts (research aux
+losses): where they point, that they train, that export undoes the attention switch."""
 
 import numpy as np
 import pytest
 import torch
 
-from rgpt_model import prompts
-from rgpt_model.modeling import RGPTForCausalLM
-from rgpt_model.tokenization import region_token_ids
-from rgpt_model.training.config import config_from_dict
-from rgpt_model.training.rec_attention import (
+from research.rec_attention import (
     SUPERVISED_HEAD,
     RegionPositionReadout,
     expression_words,
@@ -17,6 +13,10 @@ from rgpt_model.training.rec_attention import (
     rec_pointers,
     rec_readout_loss,
 )
+from rgpt_model import prompts
+from rgpt_model.modeling import RGPTForCausalLM
+from rgpt_model.tokenization import region_token_ids
+from rgpt_model.training.config import config_from_dict
 from rgpt_model.training.samples import (
     Conversation,
     Turn,
@@ -24,8 +24,7 @@ from rgpt_model.training.samples import (
     encode_conversation,
 )
 from rgpt_model.training.trainer import Trainer
-
-from .conftest import tiny_run_dict, word_tokenizer
+from tests.rgpt_model.training.conftest import tiny_run_dict, word_tokenizer
 
 
 def test_positions_of_quote_number_and_target_per_answer():
@@ -91,9 +90,9 @@ def _forward(trainer: Trainer, batch: dict, output_attentions: bool = False,
 
 @pytest.mark.parametrize("layout", ["quote", "answer"])
 def test_supervised_rec_stage_trains_the_heads_and_exports_plain_attention(tmp_path, layout):
-    d = tiny_run_dict(tmp_path, steps=30)
-    d["stages"][0].update({"task_weights": {"rec": 1.0}, "rec_attention_weight": 1.0,
-                           "rec_pointer_layout": layout, "lr": 0.01})
+    d = tiny_run_dict(tmp_path, steps=30, plugins=["research"])
+    d["stages"][0].update({"task_weights": {"rec": 1.0},
+                           "aux_losses": {f"rec_attention_{layout}": 1.0}, "lr": 0.01})
     d["stages"].append({"name": "plain", "steps": 1})
     trainer = Trainer(config_from_dict(d), progress=False)
     trainer.train(stop_at=1)
@@ -127,13 +126,14 @@ def test_readout_loss_is_cross_entropy_of_the_number_at_the_quote():
     assert rec_readout_loss(logits, positions[:0], input_ids) == 0
 
 
-def _rec_readout_run(tmp_path, mask_position: bool = False, **stage) -> tuple[Trainer, dict]:
-    """A 30-step all-REC tiny run with the given stage options, and its first batch."""
-    d = tiny_run_dict(tmp_path, steps=30, save_every=30)
+def _rec_readout_run(tmp_path, loss: str, mask_position: bool = False
+                     ) -> tuple[Trainer, dict]:
+    """A 30-step all-REC tiny run with the aux loss ``loss``, and its first batch."""
+    d = tiny_run_dict(tmp_path, steps=30, save_every=30, plugins=["research"])
     if mask_position:  # the encoder trained along with the rest
         d["model"].update({"mask_position": True, "mask_position_scale": 10.0})
         d["stages"][0]["train"] = ["vision", "refiner", "connector", "position", "lm"]
-    d["stages"][0].update({"task_weights": {"rec": 1.0}, "lr": 0.01, **stage})
+    d["stages"][0].update({"task_weights": {"rec": 1.0}, "lr": 0.01, "aux_losses": {loss: 1.0}})
     trainer = Trainer(config_from_dict(d), progress=False)
     batch, _ = trainer.make_batch(0, 0)
     assert batch["rec_positions"].shape[0] > 0
@@ -144,6 +144,7 @@ def _assert_readout_trains_and_resumes(trainer: Trainer, head: str, readout_loss
                                        ) -> None:
     """Training halves the readout's loss, a resumed trainer gets the head back bit for bit,
     and a run whose stages do not read has no such head."""
+    head_module = trainer.aux_losses[head]
     before = readout_loss()
     trainer.train()
     assert readout_loss() < 0.5 * before
@@ -152,15 +153,15 @@ def _assert_readout_trains_and_resumes(trainer: Trainer, head: str, readout_loss
     assert last["loss"] == pytest.approx(sum(last["parts"].values()), rel=1e-5)
     resumed = Trainer(trainer.cfg, progress=False)
     assert resumed.load_checkpoint()
-    for a, b in zip(getattr(resumed, head).parameters(), getattr(trainer, head).parameters(),
+    for a, b in zip(resumed.aux_losses[head].parameters(), head_module.parameters(),
                     strict=True):
         assert torch.equal(a, b)
-    assert getattr(Trainer(config_from_dict(tiny_run_dict(tmp_path)), progress=False),
-                   head) is None
+    assert head not in Trainer(config_from_dict(tiny_run_dict(tmp_path)),
+                               progress=False).aux_losses
 
 
 def test_readout_stage_trains_the_number_at_the_quote(tmp_path):
-    trainer, batch = _rec_readout_run(tmp_path, rec_readout_weight=1.0)
+    trainer, batch = _rec_readout_run(tmp_path, "rec_number_readout")
 
     def readout_loss() -> float:
         logits = _forward(trainer, batch).logits
@@ -185,15 +186,16 @@ def test_expression_words_are_the_tokens_between_the_quotes():
 
 
 def test_expression_readout_stage_trains_its_head_and_resumes_it(tmp_path):
-    trainer, batch = _rec_readout_run(tmp_path, rec_expression_weight=1.0)
+    trainer, batch = _rec_readout_run(tmp_path, "rec_expression_readout")
 
     def readout_loss() -> float:
         with torch.no_grad():
             out = _forward(trainer, batch, output_hidden_states=True)
-            return float(trainer.expression_readout.loss(
+            return float(trainer.aux_losses["rec_expression_readout"].loss(
                 out.hidden_states, batch["rec_positions"], batch["input_ids"]))
 
-    _assert_readout_trains_and_resumes(trainer, "expression_readout", readout_loss, tmp_path)
+    _assert_readout_trains_and_resumes(trainer, "rec_expression_readout", readout_loss,
+                                       tmp_path)
 
 
 def test_region_position_readout_targets_each_token_s_own_mask_centre():
@@ -216,15 +218,15 @@ def test_region_position_readout_targets_each_token_s_own_mask_centre():
 
 
 def test_region_position_readout_stage_trains_its_head_and_resumes_it(tmp_path):
-    trainer, batch = _rec_readout_run(tmp_path, mask_position=True, rec_position_weight=1.0)
+    trainer, batch = _rec_readout_run(tmp_path, "rec_position_readout", mask_position=True)
     region_tokens = torch.isin(batch["input_ids"], torch.as_tensor(
         trainer.model.config.region_token_ids))
 
     def readout_loss() -> float:
         with torch.no_grad():
             out = _forward(trainer, batch, output_hidden_states=True)
-            return float(trainer.position_readout.loss(
+            return float(trainer.aux_losses["rec_position_readout"].loss(
                 out.hidden_states, region_tokens, batch["masks"],
                 batch["region_feature_index"]))
 
-    _assert_readout_trains_and_resumes(trainer, "position_readout", readout_loss, tmp_path)
+    _assert_readout_trains_and_resumes(trainer, "rec_position_readout", readout_loss, tmp_path)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from research.rec_attention_probe import attribute_group, probe
 from rgpt_model.data.scene import Region
 from rgpt_model.demo import DEMO_MODEL_DIR
 from rgpt_model.evaluation.evaluate import load_predictor
-from scripts.rec_attention_probe import attribute_group, probe
 
 
 def _region(i: int, shape: str, colour: str, size: str) -> Region:

@@ -9,10 +9,11 @@ from rgpt_model import prompts
 from rgpt_model.data.attributes import seen_pairs
 from rgpt_model.data.expressions import near_miss_expressions
 from rgpt_model.data.synthetic import generate_scene
-from rgpt_model.modeling import load_model
+from rgpt_model.modeling import RGPTForCausalLM
 from rgpt_model.training.config import config_from_dict
+from rgpt_model.training.conversation_source import ConversationSource
 from rgpt_model.training.samples import scene_turns
-from rgpt_model.training.trainer import ConversationSource, Trainer
+from rgpt_model.training.trainer import Trainer
 
 from .conftest import tiny_run_dict
 
@@ -75,7 +76,7 @@ def test_stage_scale_applies_from_its_stage_on_and_is_exported(tmp_path, name):
     assert getattr(trainer.model.config, name) == 7.0  # stage c keeps stage b's
     if name == "mask_position_scale":
         assert trainer.model.mask_position.scale == 7.0  # the module's gain follows
-    exported = load_model(trainer.export())
+    exported = RGPTForCausalLM.from_pretrained(trainer.export())
     assert getattr(exported.config, name) == 7.0
     assert exported.mask_position.scale == exported.config.mask_position_scale
     resumed = Trainer(config_from_dict(d), progress=False)
@@ -136,7 +137,8 @@ def test_near_miss_fraction_asks_for_phrases_one_attribute_from_an_object():
     ("region_identity_scale", 0, "region_identity_scale must be > 0"),
     ("schedule_steps", 0, "schedule_steps \\(0\\) must be at least steps"),
     ("mask_position_scale", 2.0, "mask_position_scale needs a model with a mask position"),
-    ("rec_pointer_layout", "sideways", "rec_pointer_layout must be one of"),
+    ("aux_losses", {"region_attributes": -1.0}, "aux loss weights must be >= 0"),
+    ("augmentations", {"grey_repaint": 1.5}, "probabilities must be in \\[0, 1\\]"),
 ])
 def test_bad_stage_rec_settings_are_errors(tmp_path, key, value, message):
     d = tiny_run_dict(tmp_path)

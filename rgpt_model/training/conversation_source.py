@@ -1,0 +1,70 @@
+"""Where a run's conversations come from: synthetic scenes rendered on the fly, or JSONL
+records; deterministic per (seed, step, micro-step)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from rgpt_model.data.synthetic import SceneConfig, generate_scene
+from rgpt_model.training.config import StageSpec, TrainConfig
+from rgpt_model.training.samples import Conversation, Turn, scene_conversation
+
+
+class ConversationSource:
+    """Deterministic conversations per (step, micro-step): synthetic scenes or JSONL records."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        d = cfg.data
+        self.scene_cfg = SceneConfig(height=d.image_height, width=d.image_width,
+                                     min_objects=d.min_objects, max_objects=d.max_objects)
+        self.records: list[dict] = []
+        self.roots: list[Path] = []
+        if d.source == "jsonl":
+            from rgpt_model.data.jsonl_format import read_jsonl
+
+            for path in d.jsonl:
+                for rec in read_jsonl(path):
+                    self.records.append(rec)
+                    self.roots.append(Path(path).parent)
+            if not self.records:
+                raise ValueError(f"no records in {d.jsonl}")
+
+    def batch(self, step: int, micro: int, stage: StageSpec | None = None) -> list[Conversation]:
+        """Conversations of (step, micro); ``stage`` may override the data settings."""
+        d = self.cfg.data
+        stage = stage or StageSpec()
+        n = stage.images_per_step or self.cfg.images_per_step
+        rng = np.random.default_rng([self.cfg.seed, step, micro])
+        if d.source == "synthetic":
+            first = (step * self.cfg.grad_accum + micro) * 64
+            scene_cfg = self.scene_cfg
+            if stage.max_objects is not None:
+                scene_cfg = dataclasses.replace(scene_cfg, max_objects=stage.max_objects)
+            weights = stage.task_weights or d.task_weights
+            turns = stage.max_turns or d.max_turns
+            negatives = (d.negative_rec_fraction if stage.negative_rec_fraction is None
+                         else stage.negative_rec_fraction)
+            out = []
+            for j in range(n):
+                scene = generate_scene(d.seed, first + j, "train", scene_cfg)
+                conv = scene_conversation(scene, rng, weights, turns, d.prompt_variants,
+                                          negatives, stage.rec_kind_weights,
+                                          stage.near_miss_rec_fraction)
+                out.append(conv)
+            return out
+        from rgpt_model.data.jsonl_format import load_record
+
+        out = []
+        for k in rng.choice(len(self.records), size=n, replace=len(self.records) < n):
+            rec, root = self.records[int(k)], self.roots[int(k)]
+            image, masks = load_record(rec, root)
+            conv = rec["conversations"]
+            regions = list(range(len(rec["region_ids"])))
+            turns = [Turn(conv[i]["value"], conv[i + 1]["value"], regions, rec["task"])
+                     for i in range(0, len(conv), 2)]
+            out.append(Conversation(image, masks, turns))
+        return out
