@@ -30,10 +30,10 @@ import torch
 from tqdm import tqdm
 
 from rgpt_model import prompts
+from rgpt_model.build import load_predictor
 from rgpt_model.data.attributes import COLOURS, SHAPES, SIZES
 from rgpt_model.data.scene import Region
 from rgpt_model.data.synthetic import generate_scene
-from rgpt_model.evaluation.evaluate import load_predictor
 from rgpt_model.predictor import RGPTPredictor
 
 # superlative word -> (region quantity, sign that makes "more extreme" larger)
@@ -119,6 +119,7 @@ def parse_args() -> argparse.Namespace:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default=None,
                    help="model directory (default: the built-in demo model)")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--num-scenes", type=int, default=40, help="synthetic scenes to probe")
     p.add_argument("--split", default="test", choices=["train", "val", "test"],
                    help="synthetic split")
@@ -130,7 +131,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    predictor = load_predictor(args.model)
+    predictor = load_predictor(args.model, device=args.device)
     report = probe(predictor, args.num_scenes, args.split, args.seed, not args.no_progress)
     text = json.dumps(report, indent=1, sort_keys=True)
     print(text)

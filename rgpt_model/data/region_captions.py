@@ -77,11 +77,9 @@ class RGPTCaptioner(Captioner):
 
     def __init__(self, model: str | Path | None = None, device: str = "cpu",
                  max_new_tokens: int = 48) -> None:
-        from rgpt_model.demo import default_model_path
-        from rgpt_model.predictor import RGPTPredictor
+        from rgpt_model.build import load_predictor
 
-        path = default_model_path() if model is None else model
-        self.predictor = RGPTPredictor.from_pretrained(path, device=device, dtype="float32")
+        self.predictor = load_predictor(model, device=device, dtype="float32")
         self.max_new_tokens = max_new_tokens
 
     def caption(self, image: np.ndarray, prompt: str, mask: np.ndarray | None = None) -> str:

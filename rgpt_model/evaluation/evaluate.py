@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rgpt_model import prompts
+from rgpt_model import build, prompts
 from rgpt_model.data.attributes import HELD_OUT_PAIRS, SHAPES
 from rgpt_model.data.expressions import spatial_word
 from rgpt_model.data.synthetic import SceneConfig, generate_scene
@@ -39,14 +39,11 @@ logger = logging.getLogger(__name__)
 
 def load_predictor(model: str | Path | RGPTPredictor | None, device: str = "cpu"
                    ) -> RGPTPredictor:
-    """Predictor from a directory (None = the built-in default model)."""
+    """``rgpt_model.build.load_predictor`` in float32 (None = the built-in default model);
+    a predictor passed in (or a test double with its methods) is used as it is."""
     if isinstance(model, RGPTPredictor) or hasattr(model, "describe"):
-        return model  # a predictor (or a test double with the same methods)
-    if model is None:
-        from rgpt_model.demo import default_model_path
-
-        model = default_model_path()
-    return RGPTPredictor.from_pretrained(model, device=device, dtype="float32")
+        return model
+    return build.load_predictor(model, device=device, dtype="float32")
 
 
 @torch.no_grad()
