@@ -4,5 +4,5 @@
 set -eo pipefail
 # shellcheck disable=SC1091
 source "$(dirname "${BASH_SOURCE[0]}")/isolated_env.sh"
-ruff check rgpt_model rgpt_ros tests scripts
+ruff check rgpt_model rgpt_ros research tests scripts
 python -m pytest -q "$@"
