@@ -185,8 +185,8 @@ class EncodedSample:
     """Token ids, labels (answer tokens only) and mask row per region placeholder.
 
     ``rec_positions``: (expression's closing quote, token before the answer's number, target
-    placeholder) of each REC turn with one answer region; rgpt_model.training.rec_attention
-    turns them into attention targets and a readout.
+    placeholder) of each REC turn with one answer region, for aux losses that read the REC
+    answer (the research plugin's attention supervision and readouts).
     """
 
     input_ids: list[int]
