@@ -42,3 +42,25 @@ def test_lm_stage_repaints_only_label_conversations(tiny_run):
     for i, task in enumerate(tasks):
         same = torch.equal(plain["pixel_values"][i], grey["pixel_values"][i])
         assert same == (task != "classify"), (i, task)
+
+
+def test_resume_restores_the_attribute_heads_also_from_an_older_checkpoint(tiny_run, tmp_path):
+    """Checkpoints keep the training-only heads; one written before the aux-loss registry
+    kept them under ``aux_heads``."""
+    cfg = tiny_run(steps=2, aux_losses={"region_attributes": 1.0})
+    trainer = Trainer(cfg, progress=False)
+    trainer.train()
+    trained = trainer.aux_losses["region_attributes"].state_dict()
+    path = tmp_path / "run" / "checkpoint-last" / "state.pt"
+    for old_format in (False, True):
+        if old_format:
+            state = torch.load(path, weights_only=False)
+            state["aux_heads"] = state.pop("aux_losses")["region_attributes"]
+            torch.save(state, path)
+        resumed = Trainer(cfg, progress=False)
+        fresh = {k: v.clone() for k, v in resumed.aux_losses["region_attributes"].state_dict()
+                 .items()}
+        assert resumed.load_checkpoint()
+        heads = resumed.aux_losses["region_attributes"].state_dict()
+        assert all(torch.equal(heads[k], trained[k]) for k in trained)
+        assert not all(torch.equal(fresh[k], trained[k]) for k in trained)
