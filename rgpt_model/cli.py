@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .device import DEVICE_HELP
 from .errors import InvalidImageError, InvalidMaskError, InvalidQueryError, RGPTError
+from .masks import MaskStack
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +79,9 @@ def _common(p: argparse.ArgumentParser) -> None:
         "(a tiny random model, with a warning, if no demo model is installed)",
     )
     p.add_argument(
-        "--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1. Default: cpu"
+        "--device",
+        default="auto",
+        help=f"torch device: {DEVICE_HELP} (auto = cuda when available). Default: auto",
     )
     p.add_argument(
         "--dtype",
@@ -115,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--vocabulary",
         type=Path,
         default=None,
-        help="text file with one class name per line. Default: the COCO-80 names",
+        help="text file with one class name per line. Default: the model's own label "
+        "vocabulary (COCO-80 names for a model trained without one)",
     )
     d.add_argument(
         "--max-new-tokens",
@@ -152,53 +157,61 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_inputs(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
-    """Read the image and build a label image from --masks and --boxes."""
+def load_inputs(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray | MaskStack]:
+    """Read the image and its regions: the --masks label image, plus --boxes/--points prompts.
+
+    Prompt regions get ids after the largest mask id and keep all their pixels where they
+    overlap a mask or each other (a MaskStack, not a label image, carries them).
+    """
     from PIL import Image, UnidentifiedImageError
 
-    from .masks import boxes_to_masks, parse_boxes
+    from .masks import parse_boxes
+    from .region_prompts import parse_points, prompts_from_cli, prompts_to_masks
 
     try:
         with Image.open(args.image) as im:
             image = np.asarray(im.convert("RGB"))
     except (OSError, UnidentifiedImageError) as exc:
         raise InvalidImageError(f"cannot read image {args.image}: {exc}") from exc
-    h, w = image.shape[:2]
-    if args.masks is not None:
-        try:
-            with Image.open(args.masks) as im:
-                label = np.asarray(im)
-        except (OSError, UnidentifiedImageError) as exc:
-            raise InvalidMaskError(f"cannot read mask file {args.masks}: {exc}") from exc
-        if label.ndim != 2:
-            raise InvalidMaskError(
-                f"{args.masks} must be a single-channel label image (mode L or I;16), got "
-                f"shape {label.shape}"
-            )
-        label = label.astype(np.int32)
-    else:
-        label = np.zeros((h, w), np.int32)
+    label = _read_label_image(args.masks) if args.masks is not None else None
     points = getattr(args, "points", None)
-    sam = getattr(args, "sam", None)
-    if points and sam is None:
+    sam_path = getattr(args, "sam", None)
+    if points and sam_path is None:
         raise InvalidQueryError("--points needs --sam CHECKPOINT (SAM turns points into masks)")
-    if args.boxes or points:
-        start = int(label.max()) + 1
-        boxes = parse_boxes(args.boxes) if args.boxes else []
-        if sam is not None:
-            from .sam import parse_points, sam_masks
+    if not args.boxes and not points:
+        if label is None:
+            raise InvalidMaskError("give --masks LABEL.png and/or --boxes 'x,y,w,h;...'")
+        return image, label
+    base = MaskStack.from_label_image(label) if label is not None \
+        else MaskStack.empty(image.shape[:2])
+    prompts = prompts_from_cli(parse_boxes(args.boxes) if args.boxes else [],
+                               parse_points(points) if points else [],
+                               first_id=max(base.ids, default=0) + 1)
+    sam = None
+    if sam_path is not None:
+        from .sam import SamPrompter
 
-            pts = parse_points(points) if points else []
-            extra = sam_masks(image, sam, boxes=boxes, points=pts, model_type=args.sam_type)
-        else:
-            extra = boxes_to_masks(boxes, (h, w))
-        for k, m in enumerate(extra):
-            label = np.where(m & (label == 0), start + k, label)
-            if not (label == start + k).any():
-                label[m] = start + k  # box fully covered by masks: it wins its own pixels
-    if args.masks is None and not args.boxes and not points:
-        raise InvalidMaskError("give --masks LABEL.png and/or --boxes 'x,y,w,h;...'")
-    return image, label
+        sam = SamPrompter.from_checkpoint(sam_path, args.sam_type, device=args.device)
+    made = prompts_to_masks(image, prompts, sam)
+    if made.empty_ids:
+        logger.warning("prompts %s gave no mask pixels; skipped", made.empty_ids)
+    return image, base.concat(made.stack)
+
+
+def _read_label_image(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            label = np.asarray(im)
+    except (OSError, UnidentifiedImageError) as exc:
+        raise InvalidMaskError(f"cannot read mask file {path}: {exc}") from exc
+    if label.ndim != 2:
+        raise InvalidMaskError(
+            f"{path} must be a single-channel label image (mode L or I;16), got shape "
+            f"{label.shape}"
+        )
+    return label.astype(np.int32)
 
 
 def _region_ids(text: str | None) -> list[int] | None:
@@ -221,13 +234,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         hf_logging.disable_progress_bar()
         from .demo import default_model_path
+        from .device import resolve_device
         from .predictor import RGPTPredictor
 
         image, label = load_inputs(args)
         ids = _region_ids(args.region_ids)
         model = args.model if args.model is not None else default_model_path()
         predictor = RGPTPredictor.from_pretrained(
-            model, device=args.device, dtype=args.dtype, backend=args.backend
+            model, device=resolve_device(args.device), dtype=args.dtype, backend=args.backend
         )
         if args.command == "describe":
             vocab = None

@@ -1,12 +1,18 @@
 """Region mask utilities: label image <-> boolean stack, boxes -> masks, bbox/area, validation.
 
-The ROS convention is a label image (pixel value = instance id, 0 = background); the model wants
-one boolean mask per region. Validation lives here so every entry point raises the same errors.
+The ROS convention is a label image (pixel value = instance id); the model wants one boolean
+mask per region. Validation lives here so every entry point raises the same errors.
+
+One rule for ids, everywhere: **ids <= 0 are background**. A signed label image (32SC1, int32)
+may hold negative values (some segmenters mark "ignore" or "unknown" that way); they are never
+described as objects. A label image holds one id per pixel, so overlapping regions (boxes from a
+detector, SAM masks) travel as a :class:`MaskStack` instead: one mask per region, explicit ids.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -46,13 +52,79 @@ def validate_image(image) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+@dataclass(frozen=True)
+class MaskStack:
+    """Boolean masks (N, H, W) with an instance id per mask; masks may overlap.
+
+    Accepted wherever masks are (``to_mask_stack``, the predictor): unlike a label image, two
+    regions that share pixels both keep them.
+    """
+
+    masks: np.ndarray
+    ids: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        masks = np.asarray(self.masks)
+        if masks.ndim != 3:
+            raise InvalidMaskError(f"a MaskStack holds masks NxHxW, got shape {masks.shape}")
+        ids = tuple(int(i) for i in self.ids)
+        if len(ids) != len(masks):
+            raise InvalidMaskError(f"{len(masks)} masks but {len(ids)} ids; give one id per mask")
+        bad = sorted({i for i in ids if i <= 0} | {i for i in ids if ids.count(i) > 1})
+        if bad:
+            raise InvalidMaskError(f"mask ids {bad} must be > 0 and unique (<= 0 is background)")
+        object.__setattr__(self, "masks", masks.astype(bool, copy=False))
+        object.__setattr__(self, "ids", ids)
+
+    @classmethod
+    def from_label_image(cls, label: np.ndarray) -> MaskStack:
+        """Every id > 0 of a label image, in increasing order."""
+        stack, ids = label_image_to_stack(label)
+        return cls(stack, tuple(ids))
+
+    @classmethod
+    def empty(cls, shape: tuple[int, int]) -> MaskStack:
+        return cls(np.zeros((0, int(shape[0]), int(shape[1])), dtype=bool), ())
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(H, W) of the masks."""
+        return int(self.masks.shape[1]), int(self.masks.shape[2])
+
+    def areas(self) -> list[int]:
+        """Pixels per mask, in id order of the stack."""
+        return [int(a) for a in self.masks.reshape(len(self.ids), -1).sum(axis=1)]
+
+    def select(self, region_ids: Sequence[int]) -> MaskStack:
+        """The masks of ``region_ids``, in that order (UnknownRegionError for an absent id)."""
+        index = {rid: k for k, rid in enumerate(self.ids)}
+        wanted = [int(i) for i in region_ids]
+        missing = [i for i in wanted if i not in index]
+        if missing:
+            raise UnknownRegionError(
+                f"region id(s) {missing} not among the masks (ids: {list(self.ids)}); pick ids "
+                "from the mask input"
+            )
+        return MaskStack(self.masks[[index[i] for i in wanted]], tuple(wanted))
+
+    def concat(self, other: MaskStack) -> MaskStack:
+        """This stack followed by ``other`` (ids must stay unique)."""
+        if self.shape != other.shape:
+            raise InvalidMaskError(f"mask sizes {self.shape} and {other.shape} differ")
+        return MaskStack(np.concatenate([self.masks, other.masks]), self.ids + other.ids)
+
+    def to_label_image(self) -> np.ndarray:
+        """A label image for display (later masks win where masks overlap)."""
+        return stack_to_label_image(self.masks, self.ids)
+
+
 def label_image_to_stack(
     label: np.ndarray, region_ids: Sequence[int] | None = None
 ) -> tuple[np.ndarray, list[int]]:
     """Split a label image into a boolean stack (N, H, W) and the instance ids it holds.
 
-    Without ``region_ids`` every non-zero id is used, in increasing order. A requested id with
-    no pixel raises UnknownRegionError.
+    Without ``region_ids`` every id > 0 is used, in increasing order (ids <= 0 are
+    background). A requested id with no pixel, or <= 0, raises UnknownRegionError.
     """
     if label.ndim != 2:
         raise InvalidMaskError(f"label image must be 2-D (HxW), got shape {label.shape}")
@@ -60,16 +132,16 @@ def label_image_to_stack(
         raise InvalidMaskError(
             f"label image must have an integer dtype (instance ids), got {label.dtype}"
         )
+    present = [int(v) for v in np.unique(label) if v > 0]
     if region_ids is None:
-        ids = [int(v) for v in np.unique(label) if v != 0]
+        ids = present
     else:
         ids = [int(v) for v in region_ids]
-        present = set(int(v) for v in np.unique(label))
-        missing = [i for i in ids if i not in present or i == 0]
+        missing = [i for i in ids if i not in set(present)]
         if missing:
             raise UnknownRegionError(
                 f"region id(s) {missing} not present in the label image (present ids: "
-                f"{sorted(present - {0})}); pick ids from the mask input"
+                f"{present}; ids <= 0 are background); pick ids from the mask input"
             )
     if not ids:
         return np.zeros((0,) + label.shape, dtype=bool), []
@@ -95,9 +167,16 @@ def to_mask_stack(
 ) -> tuple[np.ndarray, list[int]]:
     """Normalise predictor mask input to (bool stack (N, H, W), region ids).
 
-    ``masks`` is a label image HxW (integer ids, 0 = background) or a boolean/0-1 stack NxHxW
-    (ids 1..N). ``image_shape`` (H, W) is checked. Every selected mask must be non-empty.
+    ``masks`` is a :class:`MaskStack` (explicit ids, overlaps kept), a label image HxW
+    (integer ids, <= 0 = background) or a boolean/0-1 stack NxHxW (ids 1..N). ``image_shape``
+    (H, W) is checked. Every selected mask must be non-empty.
     """
+    if isinstance(masks, MaskStack):
+        chosen = masks if region_ids is None else masks.select(region_ids)
+        stack, ids = chosen.masks, list(chosen.ids)
+        _check_nonempty(stack, ids)
+        _check_size(stack, image_shape)
+        return stack, ids
     if hasattr(masks, "mode") and hasattr(masks, "size") and not isinstance(masks, np.ndarray):
         masks = np.asarray(masks)  # PIL label image
     if not isinstance(masks, np.ndarray):
@@ -133,22 +212,31 @@ def to_mask_stack(
                     "(ids of a stack are 1..N)"
                 )
             stack = stack[[i - 1 for i in ids]]
-        empty = [i for i, m in zip(ids, stack, strict=True) if not m.any()]
-        if empty:
-            raise EmptyMaskError(
-                f"mask(s) for region id(s) {empty} are all zero; remove them or pass region_ids "
-                "that select non-empty masks"
-            )
+        _check_nonempty(stack, ids)
     else:
         raise InvalidMaskError(
-            f"masks must be a label image HxW or a boolean stack NxHxW, got shape {masks.shape}"
+            f"masks must be a label image HxW, a boolean stack NxHxW or a MaskStack, got shape "
+            f"{masks.shape}"
         )
+    _check_size(stack, image_shape)
+    return stack, ids
+
+
+def _check_nonempty(stack: np.ndarray, ids: Sequence[int]) -> None:
+    empty = [i for i, m in zip(ids, stack, strict=True) if not m.any()]
+    if empty:
+        raise EmptyMaskError(
+            f"mask(s) for region id(s) {empty} are all zero; remove them or pass region_ids "
+            "that select non-empty masks"
+        )
+
+
+def _check_size(stack: np.ndarray, image_shape: tuple[int, int] | None) -> None:
     if image_shape is not None and tuple(stack.shape[1:]) != tuple(image_shape[:2]):
         raise InvalidMaskError(
             f"mask size {tuple(stack.shape[1:])} (HxW) differs from image size "
             f"{tuple(image_shape[:2])}; masks must be at the image's resolution"
         )
-    return stack, ids
 
 
 def boxes_to_masks(boxes: Sequence[Sequence[float]], image_shape: tuple[int, int]) -> np.ndarray:

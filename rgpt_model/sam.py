@@ -9,7 +9,8 @@ point set into a mask, and RGPT then pools features inside that mask.
   very same module, so they select masks the same way (SAM's ONNX rule: with one or two prompt
   tokens the best of the multimask outputs, otherwise the single-mask output).
 - Boxes use the project convention (x, y, w, h) in input-image pixels; points are (x, y) with a
-  label 1 = foreground, 0 = background.
+  label 1 = foreground, 0 = background (``RegionPrompt``, in ``region_prompts``, which also
+  turns prompts into masks for the node and the CLI).
 
 ``segment_anything/__init__.py`` imports torchvision, which does not import beside this
 project's pinned torch; :func:`_segment_anything` loads the package without running that file
@@ -33,9 +34,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import InvalidQueryError, ModelLoadError
+from .device import resolve_device
+from .errors import ModelLoadError
 from .masks import validate_image
 from .onnx_encoder import select_providers
+from .region_prompts import RegionPrompt
 
 logger = logging.getLogger(__name__)
 
@@ -71,31 +74,6 @@ def sam_modeling() -> ModuleType:
 def _sam_onnx_model_cls() -> type:
     _segment_anything()
     return importlib.import_module("segment_anything.utils.onnx").SamOnnxModel
-
-
-@dataclass
-class RegionPrompt:
-    """One region to segment: a box (x, y, w, h) and/or points ((x, y), label 1 fg / 0 bg)."""
-
-    id: int
-    box: tuple[float, float, float, float] | None = None
-    points: Sequence[tuple[float, float]] = ()
-    point_labels: Sequence[int] = ()
-    label: str = ""
-
-    def validate(self) -> None:
-        if self.box is not None and (len(self.box) != 4 or self.box[2] <= 0 or self.box[3] <= 0):
-            raise InvalidQueryError(
-                f"prompt {self.id}: box must be (x, y, w, h) with w, h > 0, got {self.box}"
-            )
-        if len(self.points) != len(self.point_labels):
-            raise InvalidQueryError(
-                f"prompt {self.id}: {len(self.points)} points but {len(self.point_labels)} labels"
-            )
-        if self.box is None and not len(self.points):
-            raise InvalidQueryError(f"prompt {self.id}: give a box or at least one point")
-        if any(int(lab) not in (0, 1) for lab in self.point_labels):
-            raise InvalidQueryError(f"prompt {self.id}: point labels must be 1 (fg) or 0 (bg)")
 
 
 @dataclass
@@ -185,8 +163,8 @@ class SamPrompter:
         decoder_onnx_path: str | Path | None = None,
         providers: Sequence[str] | None = None,
     ) -> None:
-        self.sam = sam.to(device).eval()
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
+        self.sam = sam.to(self.device).eval()
         self.img_size = int(sam.image_encoder.img_size)
         self._decoder_torch = _decoder_module(sam)
         self._session = None
@@ -242,6 +220,17 @@ class SamPrompter:
     @property
     def backend(self) -> str:
         return "onnx" if self._session is not None else "torch"
+
+    def offload(self) -> None:
+        """Move SAM off the GPU (a deactivated node keeps it without holding GPU memory)."""
+        if self.device.type == "cuda":
+            self.sam.to("cpu")
+            self._cached_key, self._embedding = None, None
+            torch.cuda.empty_cache()
+
+    def restore(self) -> None:
+        """Move SAM back to its device after :meth:`offload`."""
+        self.sam.to(self.device)
 
     # -- image ---------------------------------------------------------------------------
     def _resized_shape(self, h: int, w: int) -> tuple[int, int]:
@@ -366,48 +355,3 @@ class SamPrompter:
             for i, (p, lab) in enumerate(zip(points, labels, strict=True))
         ]
         return self.predict(image, prompts).masks
-
-
-def parse_points(text: str) -> list[list[tuple[float, float, int]]]:
-    """CLI syntax ``"x,y[,label];x,y|x,y"``: '|' separates regions, ';' points (label 1 = fg)."""
-    regions: list[list[tuple[float, float, int]]] = []
-    for group in text.split("|"):
-        pts = []
-        for part in group.split(";"):
-            vals = [v for v in part.replace(" ", ",").split(",") if v]
-            if not vals:
-                continue
-            if len(vals) not in (2, 3):
-                raise InvalidQueryError(f"point {part!r} must be 'x,y' or 'x,y,label'")
-            try:
-                x, y = float(vals[0]), float(vals[1])
-                lab = int(vals[2]) if len(vals) == 3 else 1
-            except ValueError as exc:
-                raise InvalidQueryError(f"point {part!r} must hold numbers") from exc
-            pts.append((x, y, lab))
-        if pts:
-            regions.append(pts)
-    return regions
-
-
-def sam_masks(
-    image: np.ndarray,
-    checkpoint: str | Path,
-    *,
-    boxes: Sequence[Sequence[float]] = (),
-    points: Sequence[Sequence[tuple[float, float, int]]] = (),
-    model_type: str = "auto",
-    device: str = "cpu",
-) -> np.ndarray:
-    """One-shot helper for the CLI: SAM masks (N, H, W) for boxes then point groups."""
-    prompter = SamPrompter.from_checkpoint(checkpoint, model_type, device=device)
-    prompts = [RegionPrompt(id=i + 1, box=tuple(b)) for i, b in enumerate(boxes)]
-    for g in points:
-        prompts.append(
-            RegionPrompt(
-                id=len(prompts) + 1,
-                points=[(x, y) for x, y, _ in g],
-                point_labels=[lab for _, _, lab in g],
-            )
-        )
-    return prompter.predict(image, prompts).masks

@@ -224,10 +224,7 @@ class RGPTClient:
         self.image_pub.publish(image_msg)
         return int(stamp_ns)
 
-    def set_parameters(self, values: dict[str, Any], node_name: str = "rgpt_node",
-                       timeout: float = 10.0) -> list:
-        """Set parameters of the node; returns the SetParametersResult of each."""
-        from rclpy.parameter import Parameter
+    def _parameter_call(self, call: str, arg, node_name: str, timeout: float):
         from rclpy.parameter_client import AsyncParameterClient
 
         if self._param_client is None:
@@ -235,14 +232,29 @@ class RGPTClient:
             self._param_client = AsyncParameterClient(self.node, f"{ns}/{node_name}")
         if not self._param_client.wait_for_services(timeout):
             raise TimeoutError("parameter services of the node not available")
-        fut = self._param_client.set_parameters(
-            [Parameter(k, value=v) for k, v in values.items()])
+        fut = getattr(self._param_client, call)(arg)
         end = time.monotonic() + timeout
         while not fut.done() and time.monotonic() < end:
             time.sleep(0.01)
         if not fut.done():
-            raise TimeoutError("set_parameters timed out")
-        return list(fut.result().results)
+            raise TimeoutError(f"{call} timed out")
+        return fut.result()
+
+    def set_parameters(self, values: dict[str, Any], node_name: str = "rgpt_node",
+                       timeout: float = 10.0) -> list:
+        """Set parameters of the node; returns the SetParametersResult of each."""
+        from rclpy.parameter import Parameter
+
+        params = [Parameter(k, value=v) for k, v in values.items()]
+        return list(self._parameter_call("set_parameters", params, node_name, timeout).results)
+
+    def get_parameters(self, names: list[str], node_name: str = "rgpt_node",
+                       timeout: float = 10.0) -> dict[str, Any]:
+        """Current values of the node's parameters, as Python values."""
+        from rclpy.parameter import parameter_value_to_python
+
+        values = self._parameter_call("get_parameters", list(names), node_name, timeout).values
+        return {n: parameter_value_to_python(v) for n, v in zip(names, values, strict=True)}
 
     def refer_topic(self, expression: str, query_id: str | None = None,
                     timeout: float = 30.0) -> ReferResult | None:

@@ -22,7 +22,8 @@ IMAGE_ENCODINGS: dict[str, tuple[int, np.dtype]] = {
     "rgba8": (4, np.dtype(np.uint8)),
     "bgra8": (4, np.dtype(np.uint8)),
 }
-# encoding -> dtype; label images (pixel value = instance id, 0 = background).
+# encoding -> dtype; label images (pixel value = instance id; ids <= 0 are background, so the
+# negative values a signed 32SC1 image may hold are never objects: see rgpt_model.masks).
 MASK_ENCODINGS: dict[str, np.dtype] = {
     "mono8": np.dtype(np.uint8),
     "mono16": np.dtype(np.uint16),
@@ -119,19 +120,17 @@ def compressed_to_rgb(msg, limit: SizeLimit = SizeLimit()) -> np.ndarray:
 
 
 def labels_from_msg(msg, limit: SizeLimit = SizeLimit()) -> np.ndarray:
-    """Label image (mono8, mono16, 16UC1, 32SC1) -> HxW integer array (a copy)."""
+    """Label image (mono8, mono16, 16UC1, 32SC1) -> HxW integer array (a copy; ids <= 0 are
+    background)."""
     enc = str(msg.encoding)
     if enc not in MASK_ENCODINGS:
         raise ConversionError(
             f"unsupported mask encoding {enc!r}; a label image must be one of "
-            f"{', '.join(MASK_ENCODINGS)} (pixel value = instance id, 0 = background)"
+            f"{', '.join(MASK_ENCODINGS)} (pixel value = instance id, <= 0 = background)"
         )
     limit.check(int(msg.width), int(msg.height), "mask label image")
     arr = _raw_view(msg, 1, MASK_ENCODINGS[enc], "mask label image")
-    out = np.array(arr[:, :, 0], copy=True)
-    if out.dtype == np.int32 and (out < 0).any():
-        raise ConversionError("mask label image holds negative ids; ids must be >= 0")
-    return out
+    return np.array(arr[:, :, 0], copy=True)
 
 
 def match_mask_size(labels: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -211,30 +210,57 @@ def stamp_to_ns(stamp) -> int:
 
 
 def prompts_from_msg(msg) -> list:
-    """regiongpt_ros/RegionPromptArray -> rgpt_model.sam.RegionPrompt list (validated).
+    """regiongpt_ros/RegionPromptArray -> rgpt_model RegionPrompt list (validated).
 
-    Ids must be positive and unique (they become the mask label values); a box counts when its
-    width and height are > 0; point z is the label (1 foreground, 0 background).
+    Ids must be positive and unique (they become the region ids); a box counts when its width
+    and height are > 0; point z is the label (1 foreground, 0 background).
     """
     from rgpt_model.errors import RGPTError
-    from rgpt_model.sam import RegionPrompt
+    from rgpt_model.region_prompts import RegionPrompt, validate_prompts
 
-    prompts, seen = [], set()
-    for k, p in enumerate(msg.prompts):
-        if p.id == 0 or p.id in seen:
-            raise ConversionError(f"prompt {k}: id {p.id} must be > 0 and unique in the array")
-        seen.add(p.id)
+    prompts = []
+    for p in msg.prompts:
         box = None
         if p.bbox.width > 0 and p.bbox.height > 0:
             box = (float(p.bbox.x_offset), float(p.bbox.y_offset),
                    float(p.bbox.width), float(p.bbox.height))
-        prompt = RegionPrompt(id=int(p.id), box=box,
-                              points=[(float(q.x), float(q.y)) for q in p.points],
-                              point_labels=[int(round(q.z)) for q in p.points],
-                              label=str(p.label))
-        try:
-            prompt.validate()
-        except RGPTError as exc:
-            raise ConversionError(str(exc)) from exc
-        prompts.append(prompt)
+        prompts.append(RegionPrompt(id=int(p.id), box=box,
+                                    points=[(float(q.x), float(q.y)) for q in p.points],
+                                    point_labels=[int(round(q.z)) for q in p.points],
+                                    label=str(p.label)))
+    try:
+        validate_prompts(prompts)
+    except RGPTError as exc:
+        raise ConversionError(f"prompts rejected: {exc}") from exc
     return prompts
+
+
+def region_description_msg(desc):
+    """rgpt_model RegionDescription -> regiongpt_ros/RegionDescription."""
+    from regiongpt_ros.msg import RegionDescription
+    from sensor_msgs.msg import RegionOfInterest
+
+    x, y, w, h = (int(v) for v in desc.bbox)
+    return RegionDescription(
+        id=int(desc.region_id), area=int(desc.area), label=str(desc.label),
+        label_score=float(desc.label_score), caption=str(desc.caption),
+        bbox=RegionOfInterest(x_offset=x, y_offset=y, width=w, height=h))
+
+
+def region_array_msg(header, descriptions, tasks, inference_time: float):
+    """One frame's descriptions -> regiongpt_ros/RegionDescriptionArray (header copied)."""
+    from regiongpt_ros.msg import RegionDescriptionArray
+
+    return RegionDescriptionArray(
+        header=header, inference_time=float(inference_time), tasks=list(tasks),
+        regions=[region_description_msg(d) for d in descriptions])
+
+
+def fill_refer_answer(out, answer) -> None:
+    """Copy an rgpt_model ReferResult into a ReferResult message or a RegionQuery result."""
+    out.matched_ids = [int(i) for i in answer.matched_ids]
+    out.scores = [float(v) for v in answer.scores]
+    if hasattr(out, "raw_answer"):
+        out.raw_answer = answer.raw_answer
+    else:
+        out.answer = answer.raw_answer

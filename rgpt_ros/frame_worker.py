@@ -34,10 +34,15 @@ class LatestFrameWorker:
         self.min_period_s = 0.0  # rate limit: least time between the starts of two frames
         self._last_frame_start = 0.0
         self._stop = False
-        self.busy = False
+        self.stopping = threading.Event()  # set by stop(): long work polls it to end early
+        self._current: tuple[str, Any] | None = None  # ("frame" | "query", item) running now
         self.dropped = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        return self._current is not None
 
     def submit_frame(self, frame: Any) -> bool:
         """Make ``frame`` the next frame; returns True when it superseded a waiting one."""
@@ -58,12 +63,21 @@ class LatestFrameWorker:
             self._cond.notify()
             return True
 
+    def queries(self) -> list[Callable[[], None]]:
+        """The query running now (if any) and those waiting, e.g. to cancel them all."""
+        with self._cond:
+            running = [self._current[1]] if self._current and self._current[0] == "query" \
+                else []
+            return running + list(self._queries)
+
     def pending(self) -> int:
         with self._cond:
             return len(self._queries) + (self._frame is not None)
 
     def stop(self, timeout: float = 30.0) -> tuple[bool, list[Callable[[], None]]]:
-        """Stop after the current item; returns (a frame was waiting, queries never run)."""
+        """Stop after the current item (``stopping`` tells it to hurry); returns (a frame was
+        waiting, queries never run)."""
+        self.stopping.set()
         with self._cond:
             self._stop = True
             dropped = self._frame is not None
@@ -79,17 +93,19 @@ class LatestFrameWorker:
 
     def _next(self) -> tuple[str, Any] | None:
         with self._cond:
+            self._current = None
             while True:
                 if self._stop:
                     return None
                 if self._queries:  # interactive queries first: frames always have a newer one
-                    return "query", self._queries.popleft()
+                    self._current = ("query", self._queries.popleft())
+                    return self._current
                 if self._frame is not None:
                     wait = self._last_frame_start + self.min_period_s - time.monotonic()
                     if wait <= 0:
-                        frame, self._frame = self._frame, None
+                        self._current, self._frame = ("frame", self._frame), None
                         self._last_frame_start = time.monotonic()
-                        return "frame", frame
+                        return self._current
                     self._cond.wait(wait)
                 else:
                     self._cond.wait()
@@ -100,7 +116,6 @@ class LatestFrameWorker:
             if item is None:
                 return
             kind, payload = item
-            self.busy = True
             try:
                 if kind == "frame":
                     self._process_frame(payload)
@@ -108,5 +123,3 @@ class LatestFrameWorker:
                     payload()
             except BaseException as exc:  # noqa: BLE001 - the worker must survive any failure
                 self._on_error(exc)
-            finally:
-                self.busy = False

@@ -30,8 +30,16 @@ class StatusCounters:
             self.queries_received = 0
             self.queries_answered = 0
             self.queries_failed = 0
+            self.images_unmatched = 0
+            self.masks_unmatched = 0
             self.last_error = ""
             self._latency.clear()
+
+    def set(self, **values: int) -> None:
+        """Overwrite counters kept elsewhere, e.g. the synchroniser's unmatched counts."""
+        with self._lock:
+            for name, value in values.items():
+                setattr(self, name, int(value))
 
     def add(self, **counts: int) -> None:
         """Increment named counters, e.g. ``add(frames_received=1)``."""
@@ -62,6 +70,8 @@ class StatusCounters:
             msg.queries_received = self.queries_received
             msg.queries_answered = self.queries_answered
             msg.queries_failed = self.queries_failed
+            msg.images_unmatched = self.images_unmatched
+            msg.masks_unmatched = self.masks_unmatched
             lat = np.asarray(self._latency, dtype=np.float64)
             msg.latency_last = float(lat[-1]) if len(lat) else 0.0
             msg.latency_p50 = float(np.percentile(lat, 50)) if len(lat) else 0.0

@@ -35,6 +35,25 @@ def test_cli_describe_and_refer(files, tiny_model_dir, capsys):
     assert set(json.loads(capsys.readouterr().out)) == {"matched_ids", "scores", "raw_answer"}
 
 
+def test_cli_box_over_a_mask_keeps_both_whole(files, tiny_model_dir, capsys):
+    """One overlap rule (a mask stack): a box over mask 3 takes none of its pixels and keeps
+    its own."""
+    rc = cli.main(["describe", str(files / "img.png"), "--masks", str(files / "lab.png"),
+                   "--boxes", "0,0,20,20", "--tasks", "classify", "--model",
+                   str(tiny_model_dir), "--max-new-tokens", "1"])  # fmt: skip
+    assert rc == 0
+    regions = {r["region_id"]: r for r in json.loads(capsys.readouterr().out)["regions"]}
+    assert regions[3]["area"] == 100 and regions[8]["area"] == 400
+    assert regions[8]["bbox"] == [0, 0, 20, 20]
+
+
+def test_cli_help_names_the_models_vocabulary(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["describe", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "model's own label vocabulary" in text
+
+
 def test_cli_errors(files, tiny_model_dir, capsys):
     rc = cli.main(["refer", str(files / "img.png"), "--masks", str(files / "lab.png"),
                    "--expression", "x", "--model", str(files / "missing")])  # fmt: skip

@@ -8,6 +8,7 @@ import pytest
 from rgpt_model import prompts
 from rgpt_model.errors import EmptyMaskError, InvalidMaskError, UnknownRegionError
 from rgpt_model.masks import (
+    MaskStack,
     boxes_to_masks,
     label_image_to_stack,
     mask_bbox,
@@ -29,6 +30,36 @@ def test_label_stack_roundtrip():
     assert sel_ids == [300, 7] and np.array_equal(sel[0], lab == 300)
     with pytest.raises(UnknownRegionError):
         to_mask_stack(lab, (6, 8), region_ids=[5])
+
+
+def test_ids_at_or_below_zero_are_background():
+    lab = np.full((4, 6), -1, np.int32)
+    lab[0, :2] = 5
+    lab[2:, 3:] = -9
+    stack, ids = label_image_to_stack(lab)
+    assert ids == [5] and stack.shape == (1, 4, 6)
+    with pytest.raises(UnknownRegionError, match="background"):
+        to_mask_stack(lab, (4, 6), region_ids=[-9])
+
+
+def test_mask_stack_keeps_overlapping_regions_whole():
+    a = np.zeros((5, 5), bool)
+    a[:3, :3] = True
+    b = np.zeros((5, 5), bool)
+    b[1:, 1:] = True  # shares a 2x2 corner with a
+    both = MaskStack(np.stack([a, b]), (4, 9))
+    stack, ids = to_mask_stack(both, (5, 5))
+    assert ids == [4, 9] and stack[0].sum() == 9 and stack[1].sum() == 16
+    sel, sel_ids = to_mask_stack(both, (5, 5), region_ids=[9])
+    assert sel_ids == [9] and np.array_equal(sel[0], b)
+    with pytest.raises(UnknownRegionError):
+        to_mask_stack(both, (5, 5), region_ids=[1])
+    with pytest.raises(InvalidMaskError, match="unique"):
+        MaskStack(np.stack([a, b]), (4, 4))
+    with pytest.raises(EmptyMaskError):
+        to_mask_stack(MaskStack(np.zeros((1, 5, 5), bool), (2,)))
+    merged = MaskStack.from_label_image(np.where(a, 3, 0)).concat(both.select([9]))
+    assert merged.ids == (3, 9) and merged.areas() == [9, 16]
 
 
 def test_stack_validation():

@@ -87,7 +87,6 @@ def test_unsupported_mask_encoding(node, encoding):
     ("truncated_image", "truncated"),
     ("truncated_masks", "truncated"),
     ("short_step", "step"),
-    ("negative_ids", "negative"),
 ])
 def test_rejected_inputs(node, case, error):
     _, client = node
@@ -107,16 +106,30 @@ def test_rejected_inputs(node, case, error):
         mask = raw(128, 96, "mono16", step=256, nbytes=256 * 50)
     elif case == "short_step":
         img = raw(128, 96, "rgb8", step=100)
-    elif case == "negative_ids":
-        mask = conv.labels_to_image_msg(-SC.labels.astype(np.int32), encoding="32SC1")
     _bad_then_good(client, img, mask, expect_error=error)
 
 
 def test_zero_regions_give_an_empty_description(node):
+    """No object in view is not bad input: an empty description, counted as processed."""
     _, client = node
+    before = client.wait_status(lambda s: True, 5)
     stamp = _bad_then_good(client, rgb=SC.image, labels=np.zeros_like(SC.labels))
     msg = client.wait_regions(stamp, 10)
     assert msg is not None and len(msg.regions) == 0
+    st = client.wait_status(lambda s: s.frames_processed >= before.frames_processed + 2, 5)
+    assert st is not None and st.frames_rejected == before.frames_rejected, client.status
+
+
+def test_negative_ids_in_a_signed_label_image_are_background(node):
+    """32SC1 may carry negative values (e.g. 'ignore'); ids <= 0 are never objects."""
+    _, client = node
+    labels = SC.labels.astype(np.int32)
+    labels[labels == 0] = -1
+    labels[:4, :4] = -7
+    mask = conv.labels_to_image_msg(labels, encoding="32SC1")
+    stamp = _bad_then_good(client, conv.rgb_to_image_msg(SC.image), mask)
+    msg = client.wait_regions(stamp, 10)
+    assert [r.id for r in msg.regions] == sorted(r.id for r in SC.regions)[:8]
 
 
 def test_masks_at_a_lower_resolution_are_resized(node):

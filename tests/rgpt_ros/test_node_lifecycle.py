@@ -80,9 +80,9 @@ def test_runtime_parameter_policy(nodes):
     res = client.set_parameters({"input_depth": 3})[0]
     assert not res.successful and "deactivate" in res.reason
     res = client.set_parameters({"model_path": "/tmp/other"})[0]
-    assert not res.successful and "cleanup" in res.reason
-    res = client.set_parameters({"autostart": False})[0]
-    assert not res.successful
+    assert not res.successful and "deactivate and cleanup" in res.reason
+    res = client.set_parameters({"autostart": True})[0]  # started with autostart false
+    assert not res.successful and "startup" in res.reason
     res = client.set_parameters({"max_regions": 2000})[0]  # out of the declared range
     assert not res.successful
     res = client.set_parameters({"tasks": ["sing"]})[0]
@@ -92,6 +92,19 @@ def test_runtime_parameter_policy(nodes):
     msg = client.wait_regions(stamp, 30)
     assert msg is not None and len(msg.regions) == 2  # took effect on the next frame
     assert client.set_parameters({"max_regions": 32})[0].successful
+
+
+def test_setting_every_parameter_to_its_current_value_succeeds(nodes):
+    """Loading the node's own parameter dump while it is active (it failed 15 of them)."""
+    from rgpt_ros.parameters import PARAMS
+
+    (_, client), _ = nodes
+    assert client.get_state() == "active"
+    current = client.get_parameters([spec.name for spec in PARAMS])
+    results = client.set_parameters(current)
+    failed = {name: r.reason for name, r in zip(current, results, strict=True)
+              if not r.successful}
+    assert failed == {}
 
 
 def test_deactivate_activate_cycles(nodes):

@@ -190,6 +190,24 @@ def test_referring_answers_are_correct_on_synthetic_scenes(shared_node, long_ans
     assert right / len(kinds) >= REFERRING_BAR, f"{right}/{len(kinds)} referring answers correct"
 
 
+def test_node_sets_its_own_torch_thread_count(shared_node):
+    """Default num_threads 0: one core left to the executor and DDS, and the log says so."""
+    from rgpt_model.threads import default_num_threads
+
+    proc, _ = shared_node
+    assert f"torch intra-op threads: {default_num_threads()}" in proc.log.read_text()
+
+
+def test_explicit_region_ids_are_bounded_by_max_regions(shared_node):
+    _, client = shared_node
+    sc = scene(7)
+    _publish_and_wait(client, sc)
+    ids = list(range(1, SHARED_PARAMS["max_regions"] + 2))
+    status, result = client.refer_action("the red circle", region_ids=ids, query_id="many")
+    assert status == GOAL_ABORTED and not result.success
+    assert "max_regions" in result.error and str(len(ids)) in result.error
+
+
 def test_every_frame_is_accounted_for(shared_node):
     _, client = shared_node
     st = client.wait_status(lambda s: s.frames_received > 0 and s.frames_received ==

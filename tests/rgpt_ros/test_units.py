@@ -1,4 +1,4 @@
-"""Pure-Python parts of rgpt_ros: conversions, stamp synchroniser, worker, parameter policy."""
+"""Pure-Python parts of rgpt_ros: conversions, debug image, worker."""
 
 from __future__ import annotations
 
@@ -7,14 +7,11 @@ import time
 
 import numpy as np
 import pytest
-from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
 from rgpt_ros import conversions as conv
 from rgpt_ros import debug_image
 from rgpt_ros.frame_worker import LatestFrameWorker
-from rgpt_ros.parameters import PARAMS, change_policy, parse_vocabulary
-from rgpt_ros.synchronizer import StampSynchronizer
 
 RGB = np.random.default_rng(0).integers(0, 255, (5, 7, 3), dtype=np.uint8)
 
@@ -91,24 +88,6 @@ def test_debug_image_draws_outlines_only_on_regions():
     assert out.shape == (20, 20, 3) and out[5, 10].any() and not out[10, 10].any()
 
 
-def test_sync_exact_and_slop():
-    sync = StampSynchronizer(0.0, 3)
-    assert sync.add(0, 100, "i1") is None
-    assert sync.add(1, 101, "m1") is None  # 1 ns apart: no exact match
-    assert sync.add(1, 100, "m0") == ("i1", "m0")
-    sync.set_slop(0.001)
-    assert sync.add(0, 5_000_100, "i2") is None  # m1 (101) is 5 ms away: beyond the slop
-    assert sync.add(1, 5_000_100, "m2") == ("i2", "m2")
-
-
-def test_sync_queue_is_bounded():
-    sync = StampSynchronizer(0.0, 2)
-    for k in range(100):
-        sync.add(0, k, k)
-    assert len(sync._queues[0]) == 2 and sync.unmatched == 98
-    assert sync.add(1, 99, "m") == (99, "m")
-
-
 def test_worker_newest_frame_wins_and_queries_first():
     seen: list = []
     gate = threading.Event()
@@ -147,29 +126,3 @@ def test_worker_rate_limit_drops_in_between():
         assert seen == ["a", "c"]
     finally:
         w.stop(5)
-
-
-def _p(name, value):
-    return Parameter(name, value=value)
-
-
-def test_change_policy():
-    assert change_policy([_p("max_regions", 4)], "active").successful
-    r = change_policy([_p("model_path", "/x")], "inactive")
-    assert not r.successful and "cleanup" in r.reason
-    assert change_policy([_p("model_path", "/x")], "unconfigured").successful
-    r = change_policy([_p("input_depth", 2)], "active")
-    assert not r.successful and "deactivate" in r.reason
-    assert change_policy([_p("input_depth", 2)], "inactive").successful
-    assert not change_policy([_p("tasks", ["none", "caption"])], "active").successful
-    assert not change_policy([_p("device", "tpu")], "unconfigured").successful
-    assert change_policy([_p("device", "cuda:1")], "unconfigured").successful
-    assert not change_policy([_p("autostart", False)], "unconfigured").successful
-
-
-def test_every_parameter_has_a_description_and_policy():
-    for spec in PARAMS:
-        assert spec.description and spec.policy in ("live", "inactive", "unconfigured",
-                                                     "startup")
-    assert parse_vocabulary(" cup, mug ,,plate ") == ["cup", "mug", "plate"]
-    assert parse_vocabulary("") is None

@@ -1,0 +1,186 @@
+"""The query side of the node: refer_query topic and the refer action, both run on the worker.
+
+Every query the node receives ends with a result: answered, refused (queue full, node not
+active), failed (with the reason) or canceled. A cancel, a deactivate or a shutdown stops a
+running query between decoding steps; goals are ended (aborted or canceled, with a reason)
+before the action server goes away, so a waiting client always gets its result.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rclpy.action import GoalResponse
+from regiongpt_ros.action import RegionQuery
+from regiongpt_ros.msg import ReferQuery, ReferResult
+
+from . import conversions as conv
+from .frames import ProcessedFrame
+from .jobs import QueryJob
+from .parameters import parse_vocabulary
+
+ACTION_TASKS = ("refer", "describe", "classify", "caption", "ask")
+QUEUE_FULL = "too many pending queries (max_pending_queries); try again later"
+NOT_ACTIVE = "the node is not active; activate it, then ask again"
+
+
+class QueriesMixin:
+    """Query handling of RGPTNode (needs p(), counters, predictor, _worker, _pubs, _latest)."""
+
+    def _init_queries(self) -> None:
+        self._accepting = False  # True while active: queries are taken
+        self._active_goals = 0
+
+    def _submit(self, job: QueryJob) -> None:
+        """Queue a job on the worker, or refuse it at once with the reason."""
+        worker = self._worker
+        if not self._accepting or worker is None:
+            job.refuse(NOT_ACTIVE)
+        elif not worker.submit_query(job):
+            job.refuse(QUEUE_FULL)
+
+    def cancel_queries(self, reason: str) -> None:
+        """Stop the running query and skip the waiting ones (each ends with ``reason``)."""
+        worker = self._worker
+        for job in worker.queries() if worker is not None else []:
+            if isinstance(job, QueryJob):
+                job.cancel(reason)
+
+    def wait_goals_ended(self, timeout: float) -> bool:
+        """Wait until no goal is executing, then a moment for the results to go out."""
+        end = time.monotonic() + timeout
+        had_goals = self._active_goals > 0
+        while self._active_goals > 0 and time.monotonic() < end:
+            time.sleep(0.02)
+        if had_goals:
+            time.sleep(0.3)  # rclpy sends result responses from an executor task after return
+        return self._active_goals == 0
+
+    # ------------------------------------------------------------------------ frames
+    def _query_frame(self, image_msg, mask_msg) -> ProcessedFrame:
+        """The frame a query runs on: its own image+masks, or the latest processed frame."""
+        from rgpt_model.errors import InvalidQueryError
+        from rgpt_model.regions import select_regions
+
+        if image_msg is not None and image_msg.width > 0 and image_msg.height > 0:
+            if mask_msg is None or mask_msg.width == 0 or mask_msg.height == 0:
+                raise InvalidQueryError("the goal carries an image but no masks; send the mask "
+                                        "label image with it")
+            frame = self.to_frame(image_msg, mask_msg)
+            ids = select_regions(frame.labels, min_area=int(self.p("min_region_area")),
+                                 max_regions=int(self.p("max_regions")))
+            return ProcessedFrame(frame.header, frame.rgb, frame.labels, ids)
+        with self._latest_lock:
+            latest = self._latest
+        if latest is None:
+            raise InvalidQueryError("no frame processed yet: publish image and masks first, or "
+                                    "send the image and masks with the goal")
+        return latest
+
+    # ------------------------------------------------------------------------- topic
+    def _on_refer_query(self, msg: ReferQuery) -> None:
+        """Topic query: answered on refer_result, always (an error result on failure)."""
+        self.counters.add(queries_received=1)
+
+        def run(job: QueryJob) -> ReferResult:
+            frame = self._query_frame(None, None)
+            answer = self.predictor.refer(frame.rgb, frame.masks, msg.expression,
+                                          region_ids=frame.region_ids or None,
+                                          max_new_tokens=int(self.p("max_new_tokens")))
+            out = ReferResult(query_id=msg.query_id, expression=msg.expression,
+                              header=frame.header, success=True)
+            conv.fill_refer_answer(out, answer)
+            return out
+
+        def finish(job: QueryJob) -> None:
+            out = job.result
+            if out is None:
+                out = ReferResult(query_id=msg.query_id, expression=msg.expression,
+                                  success=False, error=job.error or "query not run")
+                self.counters.add(queries_failed=1)
+                self.get_logger().warning(f"query {msg.query_id!r} failed: {out.error}")
+            else:
+                self.counters.add(queries_answered=1)
+            pub = self._pubs.get("refer_result")
+            if pub is not None:
+                pub.publish(out)
+
+        self._submit(QueryJob(run, finish))
+
+    # ------------------------------------------------------------------------ action
+    def _on_goal(self, goal: RegionQuery.Goal) -> GoalResponse:
+        with self._goal_lock:
+            if not self._accepting or self._active_goals >= int(self.p("max_pending_queries")):
+                self.get_logger().warning("refer goal rejected: node busy or not active")
+                return GoalResponse.REJECT
+            self._active_goals += 1
+        return GoalResponse.ACCEPT
+
+    def _execute_goal(self, goal_handle) -> RegionQuery.Result:
+        """Action: queue the query on the worker, wait for it, honour cancel."""
+        try:
+            return self._serve_goal(goal_handle)
+        finally:
+            with self._goal_lock:
+                self._active_goals -= 1
+
+    def _serve_goal(self, goal_handle) -> RegionQuery.Result:
+        goal: RegionQuery.Goal = goal_handle.request
+        self.counters.add(queries_received=1)
+
+        def feedback(stage: str, done: int = 0, total: int = 0, partial: str = "") -> None:
+            goal_handle.publish_feedback(RegionQuery.Feedback(
+                stage=stage, done=done, total=total, partial_answer=partial))
+
+        job = QueryJob(lambda job: self._run_goal(goal, feedback))
+        feedback("waiting")
+        self._submit(job)
+        while not job.done.wait(0.05):
+            if goal_handle.is_cancel_requested and not job.cancelled.is_set():
+                job.cancel("canceled")
+        if goal_handle.is_cancel_requested:
+            job.result, job.error = None, "canceled"
+        if job.result is not None:
+            self.counters.add(queries_answered=1)
+            goal_handle.succeed()
+            return job.result
+        result = RegionQuery.Result(query_id=goal.query_id, success=False,
+                                    error=job.error or "query not run")
+        self.counters.add(queries_failed=1)
+        if goal_handle.is_cancel_requested:
+            goal_handle.canceled()
+        else:
+            self.get_logger().warning(f"goal {goal.query_id!r} failed: {result.error}")
+            goal_handle.abort()
+        return result
+
+    def _run_goal(self, goal: RegionQuery.Goal, feedback) -> RegionQuery.Result:
+        """Worker: one action goal on its own frame or the latest one."""
+        from rgpt_model.errors import InvalidQueryError
+        from rgpt_model.regions import check_region_count
+
+        task = goal.task.strip() or "refer"
+        if task not in ACTION_TASKS:
+            raise InvalidQueryError(f"unknown task {task!r}; use one of {ACTION_TASKS}")
+        frame = self._query_frame(goal.image, goal.masks)
+        ids = [int(i) for i in goal.region_ids]
+        check_region_count(ids, int(self.p("max_regions")))
+        ids = ids or frame.region_ids or None
+        tokens = int(goal.max_new_tokens) or int(self.p("max_new_tokens"))
+        feedback("generating", 0, len(ids or []))
+        out = RegionQuery.Result(query_id=goal.query_id, header=frame.header, success=True)
+        if task == "refer":
+            conv.fill_refer_answer(out, self.predictor.refer(
+                frame.rgb, frame.masks, goal.expression, region_ids=ids,
+                max_new_tokens=tokens))
+        elif task == "ask":
+            out.answer = self.predictor.ask(frame.rgb, frame.masks, goal.expression,
+                                            region_ids=ids, max_new_tokens=tokens)
+        else:
+            tasks = ["classify", "caption"] if task == "describe" else [task]
+            descs = self.predictor.describe(
+                frame.rgb, frame.masks, region_ids=ids, tasks=tasks,
+                vocabulary=parse_vocabulary(self.p("vocabulary")), max_new_tokens=tokens)
+            out.regions = [conv.region_description_msg(d) for d in descs]
+        feedback("done", len(ids or []), len(ids or []), out.answer)
+        return out
