@@ -28,9 +28,10 @@ def load_plugins(modules: Iterable[str] = ()) -> None:
 
 
 def check_registered(where: str, aux_losses: Mapping[str, float],
-                     augmentations: Mapping[str, float] = {}) -> None:  # noqa: B006 (read only)
+                     augmentations: Mapping[str, float] | None = None) -> None:
     """Raise ValueError naming what to import when ``where`` lists an unknown name or a
     weight out of range."""
+    augmentations = augmentations or {}
     for kinds, names, known in (("aux losses", aux_losses, registered_aux_losses()),
                                 ("augmentations", augmentations, registered_augmentations())):
         unknown = sorted(set(names) - set(known))

@@ -26,6 +26,7 @@ from rgpt_model.processor import RGPTProcessor
 from rgpt_model.training.aux_losses import AuxLoss, AuxLossInputs, AuxLossSetup, build_aux_loss
 from rgpt_model.training.config import StageSpec, TrainConfig, save_config
 from rgpt_model.training.legacy_config import OLD_CHECKPOINT_HEADS
+from rgpt_model.training.plugins import load_plugins
 from rgpt_model.training.step_batches import Batch, StepBatches
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class Trainer:
     def _build_aux_losses(self) -> dict[str, AuxLoss]:
         """Every aux loss some stage uses, in the order they first appear (training only)."""
         cfg = self.cfg
+        load_plugins(cfg.plugins)  # done by config_from_dict, not for a config built in code
         names = dict.fromkeys(n for s in cfg.stages for n in cfg.stage_aux_losses(s))
         setup = AuxLossSetup(self.model, cfg)
         losses = {n: build_aux_loss(n, setup).to(self.device) for n in names}
