@@ -233,15 +233,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        from .demo import default_model_path
-        from .device import resolve_device
-        from .predictor import RGPTPredictor
+        from .build import load_predictor
 
         image, label = load_inputs(args)
         ids = _region_ids(args.region_ids)
-        model = args.model if args.model is not None else default_model_path()
-        predictor = RGPTPredictor.from_pretrained(
-            model, device=resolve_device(args.device), dtype=args.dtype, backend=args.backend
+        predictor = load_predictor(
+            args.model, device=args.device, dtype=args.dtype, backend=args.backend
         )
         if args.command == "describe":
             vocab = None

@@ -8,13 +8,14 @@ rather than silently cut, so the caller learns why.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
 
 from .errors import InvalidQueryError
 from .masks import MaskStack, mask_area, mask_bbox, to_mask_stack
+from .results import RegionDescription
 
 
 def region_areas(masks: np.ndarray | MaskStack) -> dict[int, int]:
@@ -48,10 +49,8 @@ def check_region_count(region_ids: Sequence[int], max_regions: int) -> None:
 
 
 def outline_regions(masks, region_ids: Sequence[int],
-                    known_labels: Mapping[int, str] | None = None) -> list:
+                    known_labels: Mapping[int, str] | None = None) -> list[RegionDescription]:
     """RegionDescriptions with id, box and area only (no model run); known labels applied."""
-    from .predictor import RegionDescription
-
     if not region_ids:
         return []
     stack, ids = to_mask_stack(masks, None, region_ids)
@@ -62,27 +61,30 @@ def outline_regions(masks, region_ids: Sequence[int],
             for rid, m in zip(ids, stack, strict=True)]
 
 
-def describe_regions(predictor, image, masks, region_ids: Sequence[int], *,
-                     tasks: Sequence[str], known_labels: Mapping[int, str] | None = None,
-                     vocabulary: Sequence[str] | None = None, max_new_tokens: int = 32) -> list:
-    """``predictor.describe`` for ``region_ids``, except that a region whose class is already
-    known (a segmenter's label map, a detector's prompt label) keeps that name with score 1.0
-    and is not classified (its caption still runs when asked). Results in ``region_ids`` order.
+def describe_regions(predictor, frame, *, tasks: Sequence[str],
+                     known_labels: Mapping[int, str] | None = None,
+                     vocabulary: Sequence[str] | None = None, max_new_tokens: int = 32,
+                     should_stop: Callable[[], bool] | None = None) -> list[RegionDescription]:
+    """``predictor.describe`` for every region of an encoded ``frame``, except that a region
+    whose class is already known (a segmenter's label map, a detector's prompt label) keeps
+    that name with score 1.0 and is not classified (its caption still runs when asked). One
+    encoding serves both groups (``frame.select``); results in the frame's region order.
     """
     known = {int(i): str(n) for i, n in (known_labels or {}).items()}
-    named = [i for i in region_ids if i in known]
-    others = [i for i in region_ids if i not in known]
+    named = [i for i in frame.region_ids if i in known]
+    others = [i for i in frame.region_ids if i not in known]
     named_tasks = [t for t in tasks if t != "classify"]
+    options = {"vocabulary": vocabulary, "max_new_tokens": max_new_tokens,
+               "should_stop": should_stop}
     got = {}
     if others:
         got.update((d.region_id, d) for d in predictor.describe(
-            image, masks, region_ids=others, tasks=tasks, vocabulary=vocabulary,
-            max_new_tokens=max_new_tokens))
+            frame.select(others) if named else frame, tasks=tasks, **options))
     if named and named_tasks:
         got.update((d.region_id, replace(d, label=known[d.region_id], label_score=1.0))
-                   for d in predictor.describe(image, masks, region_ids=named, tasks=named_tasks,
-                                               vocabulary=vocabulary,
-                                               max_new_tokens=max_new_tokens))
+                   for d in predictor.describe(frame.select(named), tasks=named_tasks,
+                                               **options))
     elif named:
-        got.update((d.region_id, d) for d in outline_regions(masks, named, known))
-    return [got[i] for i in region_ids]
+        got.update((d.region_id, d) for d in outline_regions(
+            MaskStack(frame.masks, tuple(frame.region_ids)), named, known))
+    return [got[i] for i in frame.region_ids]

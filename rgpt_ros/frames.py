@@ -33,12 +33,14 @@ class Frame:
 
 @dataclass
 class ProcessedFrame:
-    """What queries run against: the latest frame the model described."""
+    """What queries run against: the latest frame the model described, kept encoded so a
+    query about it never runs the vision side again."""
 
     header: Header
     rgb: np.ndarray
     masks: object  # label image (np.ndarray) or rgpt_model MaskStack
     region_ids: list[int]
+    encoded: object = None  # rgpt_model EncodedFrame of region_ids; None until first needed
 
 
 class FramesMixin:
@@ -58,22 +60,31 @@ class FramesMixin:
         return made.stack, made.labels or frame.label_map
 
     def _process_frame(self, frame: Frame) -> None:
-        """Worker: describe the frame's regions and publish them."""
+        """Worker: describe the frame's regions and publish them (a stop request from
+        deactivate or shutdown ends the decoding early; the frame then counts as dropped)."""
+        from rgpt_model.errors import QueryCancelledError
         from rgpt_model.regions import describe_regions, outline_regions, select_regions
 
         t0 = time.perf_counter()
         tasks = [t for t in self.p("tasks") if t != "none"]
+        worker = self._worker
+        should_stop = worker.stopping.is_set if worker is not None else None
+        encoded = None
         try:
             masks, known = self.frame_masks(frame)
             region_ids = select_regions(masks, min_area=int(self.p("min_region_area")),
                                         max_regions=int(self.p("max_regions")))
             if tasks and region_ids:
+                encoded = self.predictor.encode(frame.rgb, masks, region_ids)
                 descs = describe_regions(
-                    self.predictor, frame.rgb, masks, region_ids, tasks=tasks, known_labels=known,
+                    self.predictor, encoded, tasks=tasks, known_labels=known,
                     vocabulary=parse_vocabulary(self.p("vocabulary")),
-                    max_new_tokens=int(self.p("max_new_tokens")))
+                    max_new_tokens=int(self.p("max_new_tokens")), should_stop=should_stop)
             else:
                 descs = outline_regions(masks, region_ids, known)
+        except QueryCancelledError:
+            self.counters.add(frames_dropped=1)
+            return
         except Exception as exc:  # noqa: BLE001 - a frame the model refuses is a bad input
             reason = f"frame rejected by the model: {describe_error(exc)}"
             self.counters.error(reason, frames_rejected=1)
@@ -82,7 +93,7 @@ class FramesMixin:
         infer = time.perf_counter() - t0
         out = conv.region_array_msg(frame.header, descs, tasks or ["none"], infer)
         with self._latest_lock:
-            self._latest = ProcessedFrame(frame.header, frame.rgb, masks, region_ids)
+            self._latest = ProcessedFrame(frame.header, frame.rgb, masks, region_ids, encoded)
         pubs = self._pubs
         if "regions" in pubs:
             pubs["regions"].publish(out)
@@ -93,3 +104,14 @@ class FramesMixin:
             marks = [(d.region_id, d.bbox, d.label) for d in descs]
             img = debug_image.draw(frame.rgb, labels, marks)
             pubs["debug_image"].publish(conv.rgb_to_image_msg(img, frame.header))
+
+    def encoded_for(self, frame: ProcessedFrame, region_ids: list[int] | None):
+        """The encoded frame a query runs on: the kept encoding when it covers
+        ``region_ids`` (None = the frame's regions), else a new encoding of those ids."""
+        ids = list(region_ids) if region_ids else list(frame.region_ids)
+        kept = frame.encoded
+        if kept is None and not region_ids:
+            kept = frame.encoded = self.predictor.encode(frame.rgb, frame.masks, ids)
+        if kept is not None and set(ids) <= set(kept.region_ids):
+            return kept if ids == list(kept.region_ids) else kept.select(ids)
+        return self.predictor.encode(frame.rgb, frame.masks, ids)

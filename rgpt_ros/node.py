@@ -59,7 +59,7 @@ class RGPTNode(InputsMixin, FramesMixin, QueriesMixin, LifecycleNode):
         self.counters = StatusCounters()
         self.predictor = None
         self.sam = None  # SamPrompter when region_source is prompts and sam_checkpoint is set
-        self.model_path: Path | None = None
+        self.model_path = ""
         self._worker: LatestFrameWorker | None = None
         self._latest: ProcessedFrame | None = None
         self._latest_lock = threading.Lock()
@@ -92,6 +92,8 @@ class RGPTNode(InputsMixin, FramesMixin, QueriesMixin, LifecycleNode):
             elif prm.name == "rate_limit" and self._worker is not None:
                 rate = float(prm.value)
                 self._worker.min_period_s = 1.0 / rate if rate > 0 else 0.0
+        if any(prm.name in ("max_query_chars", "max_query_tokens") for prm in params):
+            self._apply_query_limits()
 
     # ------------------------------------------------------------------------ lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -122,32 +124,28 @@ class RGPTNode(InputsMixin, FramesMixin, QueriesMixin, LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _load_model(self) -> None:
-        from rgpt_model.demo import default_model_path
-        from rgpt_model.device import resolve_device
-        from rgpt_model.errors import ModelLoadError
-        from rgpt_model.predictor import RGPTPredictor
+        from rgpt_model.build import load_predictor
         from rgpt_model.threads import set_num_threads
 
         threads = set_num_threads(int(self.p("num_threads")))
         self.get_logger().info(f"torch intra-op threads: {threads}")
-        path = str(self.p("model_path")).strip()
-        model_path = Path(path).expanduser() if path else default_model_path()
-        if not model_path.is_dir():
-            raise ModelLoadError(f"model_path {model_path} is not a directory; set model_path "
-                                 "to a model folder or leave it empty for the built-in demo "
-                                 "model")
-        device = resolve_device(str(self.p("device")))
-        self.predictor = RGPTPredictor.from_pretrained(
-            model_path, device=device, dtype=str(self.p("dtype")),
+        self.predictor = load_predictor(
+            str(self.p("model_path")), device=str(self.p("device")), dtype=str(self.p("dtype")),
             backend=str(self.p("encoder_backend")))
+        self._apply_query_limits()
         self.sam = None
         if str(self.p("sam_checkpoint")).strip():
             from rgpt_model.sam import SamPrompter
 
             self.sam = SamPrompter.from_checkpoint(
                 Path(str(self.p("sam_checkpoint"))).expanduser(),
-                str(self.p("sam_model_type")), device=device)
-        self.model_path = model_path
+                str(self.p("sam_model_type")), device=self.predictor.device)
+        self.model_path = str(self.p("model_path")).strip() or "the built-in demo model"
+
+    def _apply_query_limits(self) -> None:
+        if self.predictor is not None:
+            self.predictor.limits.max_query_chars = int(self.p("max_query_chars"))
+            self.predictor.limits.max_query_tokens = int(self.p("max_query_tokens"))
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Create subscriptions, the query topic, the action server and the worker."""
@@ -214,12 +212,18 @@ class RGPTNode(InputsMixin, FramesMixin, QueriesMixin, LifecycleNode):
         self._offload_model()
 
     def _restore_model(self) -> None:
-        if self.predictor is not None and self.predictor.device.type == "cuda":
-            self.predictor.model.to(self.predictor.device)
+        """Back onto the GPU after a deactivate (no-ops on the CPU)."""
+        for model in (self.predictor, self.sam):
+            if model is not None:
+                model.restore()
 
     def _offload_model(self) -> None:
-        if self.predictor is not None and self.predictor.device.type == "cuda":
-            self.predictor.model.to("cpu")
+        """An inactive node holds no GPU memory (no-ops on the CPU)."""
+        with self._latest_lock:
+            self._latest = None  # its encoded tensors live on the GPU
+        for model in (self.predictor, self.sam):
+            if model is not None:
+                model.offload()
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Drop the model and the publishers."""

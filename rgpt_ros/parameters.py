@@ -79,11 +79,11 @@ PARAMS: tuple[ParamSpec, ...] = (
               f"ask for fewer or more, up to {MAX_NEW_TOKENS_BOUND}.", "live",
               int_range=(1, MAX_NEW_TOKENS_BOUND)),
     ParamSpec("max_query_chars", 1000, "Longest referring expression or question, in "
-              "characters; longer ones get an error result at once.", "unconfigured",
+              "characters; longer ones get an error result at once.", "live",
               int_range=(1, 1_000_000)),
     ParamSpec("max_query_tokens", 256, "Longest referring expression or question, in tokens "
               "of the model's tokenizer; longer ones get an error result at once.",
-              "unconfigured", int_range=(1, 100_000)),
+              "live", int_range=(1, 100_000)),
     ParamSpec("num_threads", 0, "Torch intra-op CPU threads; 0 = one less than the CPUs this "
               "process may use (at least 1), leaving the executor and DDS a core.",
               "unconfigured", int_range=(0, 1024)),

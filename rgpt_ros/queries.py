@@ -84,9 +84,9 @@ class QueriesMixin:
 
         def run(job: QueryJob) -> ReferResult:
             frame = self._query_frame(None, None)
-            answer = self.predictor.refer(frame.rgb, frame.masks, msg.expression,
-                                          region_ids=frame.region_ids or None,
-                                          max_new_tokens=int(self.p("max_new_tokens")))
+            answer = self.predictor.refer(self.encoded_for(frame, None), msg.expression,
+                                          max_new_tokens=int(self.p("max_new_tokens")),
+                                          should_stop=job.should_stop)
             out = ReferResult(query_id=msg.query_id, expression=msg.expression,
                               header=frame.header, success=True)
             conv.fill_refer_answer(out, answer)
@@ -132,7 +132,7 @@ class QueriesMixin:
             goal_handle.publish_feedback(RegionQuery.Feedback(
                 stage=stage, done=done, total=total, partial_answer=partial))
 
-        job = QueryJob(lambda job: self._run_goal(goal, feedback))
+        job = QueryJob(lambda job: self._run_goal(goal, feedback, job.should_stop))
         feedback("waiting")
         self._submit(job)
         while not job.done.wait(0.05):
@@ -154,7 +154,7 @@ class QueriesMixin:
             goal_handle.abort()
         return result
 
-    def _run_goal(self, goal: RegionQuery.Goal, feedback) -> RegionQuery.Result:
+    def _run_goal(self, goal: RegionQuery.Goal, feedback, should_stop) -> RegionQuery.Result:
         """Worker: one action goal on its own frame or the latest one."""
         from rgpt_model.errors import InvalidQueryError
         from rgpt_model.regions import check_region_count
@@ -162,25 +162,24 @@ class QueriesMixin:
         task = goal.task.strip() or "refer"
         if task not in ACTION_TASKS:
             raise InvalidQueryError(f"unknown task {task!r}; use one of {ACTION_TASKS}")
-        frame = self._query_frame(goal.image, goal.masks)
         ids = [int(i) for i in goal.region_ids]
         check_region_count(ids, int(self.p("max_regions")))
-        ids = ids or frame.region_ids or None
+        frame = self._query_frame(goal.image, goal.masks)
+        encoded = self.encoded_for(frame, ids)
+        total = len(encoded.region_ids)
         tokens = int(goal.max_new_tokens) or int(self.p("max_new_tokens"))
-        feedback("generating", 0, len(ids or []))
+        options = {"max_new_tokens": tokens, "should_stop": should_stop}
+        feedback("generating", 0, total)
         out = RegionQuery.Result(query_id=goal.query_id, header=frame.header, success=True)
         if task == "refer":
-            conv.fill_refer_answer(out, self.predictor.refer(
-                frame.rgb, frame.masks, goal.expression, region_ids=ids,
-                max_new_tokens=tokens))
+            conv.fill_refer_answer(out, self.predictor.refer(encoded, goal.expression, **options))
         elif task == "ask":
-            out.answer = self.predictor.ask(frame.rgb, frame.masks, goal.expression,
-                                            region_ids=ids, max_new_tokens=tokens)
+            out.answer = self.predictor.ask(encoded, goal.expression, **options)
         else:
             tasks = ["classify", "caption"] if task == "describe" else [task]
             descs = self.predictor.describe(
-                frame.rgb, frame.masks, region_ids=ids, tasks=tasks,
-                vocabulary=parse_vocabulary(self.p("vocabulary")), max_new_tokens=tokens)
+                encoded, tasks=tasks, vocabulary=parse_vocabulary(self.p("vocabulary")),
+                **options)
             out.regions = [conv.region_description_msg(d) for d in descs]
-        feedback("done", len(ids or []), len(ids or []), out.answer)
+        feedback("done", total, total, out.answer)
         return out

@@ -78,30 +78,36 @@ def test_prompts_with_sam_are_sam_masks():
 
 
 class _Recorder:
-    """Wraps a real predictor and records which ids each describe call asked which tasks of."""
+    """Wraps a real predictor; records which ids each describe/encode call covered."""
 
     def __init__(self, predictor) -> None:
-        self.predictor, self.calls = predictor, []
+        self.predictor, self.calls, self.encoded = predictor, [], 0
 
-    def describe(self, image, masks, *, region_ids, tasks, **kw):
-        self.calls.append((list(region_ids), list(tasks)))
-        return self.predictor.describe(image, masks, region_ids=region_ids, tasks=tasks, **kw)
+    def encode(self, *args, **kw):
+        self.encoded += 1
+        return self.predictor.encode(*args, **kw)
+
+    def describe(self, frame, *, tasks, **kw):
+        self.calls.append((list(frame.region_ids), list(tasks)))
+        return self.predictor.describe(frame, tasks=tasks, **kw)
 
 
 def test_regions_with_known_labels_are_not_classified(predictor):
     image = np.random.default_rng(1).integers(0, 255, (10, 12, 3), dtype=np.uint8)
-    lab = _labels()
     spy = _Recorder(predictor)
-    out = describe_regions(spy, image, lab, [5, 7, 9], tasks=["classify", "caption"],
+    frame = spy.encode(image, _labels(), [5, 7, 9])
+    out = describe_regions(spy, frame, tasks=["classify", "caption"],
                            known_labels={7: "widget", 42: "ghost"}, max_new_tokens=2)
-    assert [d.region_id for d in out] == [5, 7, 9]
+    assert [d.region_id for d in out] == [5, 7, 9] and spy.encoded == 1
     assert (out[1].label, out[1].label_score) == ("widget", 1.0)
     classified = {i for ids, tasks in spy.calls if "classify" in tasks for i in ids}
     captioned = {i for ids, tasks in spy.calls if "caption" in tasks for i in ids}
     assert classified == {5, 9} and captioned == {5, 7, 9}
     spy.calls.clear()
-    only = describe_regions(spy, image, lab, [7], tasks=["classify"], known_labels={7: "w"})
+    only = describe_regions(spy, frame.select([7]), tasks=["classify"], known_labels={7: "w"})
     assert spy.calls == [] and (only[0].label, only[0].area) == ("w", 16)
+    plain = describe_regions(spy, frame, tasks=["classify"], max_new_tokens=2)
+    assert spy.calls == [([5, 7, 9], ["classify"])] and len(plain) == 3
 
 
 def test_outline_regions_without_the_model():
