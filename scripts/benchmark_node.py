@@ -6,7 +6,12 @@ received (p50, p95), the share spent outside the model (conversion, sync, transp
 minus the node's reported inference_time), then a 30 Hz camera for a while (frames processed vs
 dropped), and the node's peak RSS (VmHWM). Prints a table and writes JSON.
 
+By default it runs twice, each run in a child process (Fast DDS reads its profile when the
+process starts): without a Fast DDS profile, then with config/fastdds_large_frames.xml (16 MB
+shared-memory segment), and reports the outside-the-model share of both side by side.
+
     source setup_env.sh && python scripts/benchmark_node.py --json bench.json
+    python scripts/benchmark_node.py --profiles with      # one run, with the profile only
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import json
 import os
 import platform
 import random
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,8 +32,12 @@ import numpy as np
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(101, 200)))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
-from rgpt_ros.client import RGPTClient  # noqa: E402
+from rgpt_ros.client import RGPTClient, make_header  # noqa: E402
+from rgpt_ros.conversions import labels_to_image_msg, rgb_to_image_msg  # noqa: E402
 from rgpt_ros.process import start_node, stop_node  # noqa: E402
+
+PROFILE = Path(__file__).resolve().parents[1] / "config" / "fastdds_large_frames.xml"
+PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 
 
 def frame(n: int, height: int = 480, width: int = 640, seed: int = 0):
@@ -62,6 +73,46 @@ def pct(values, q) -> float:
     return float(np.percentile(values, q)) if len(values) else float("nan")
 
 
+def profile_env(mode: str) -> dict[str, str]:
+    """This environment with the large-frame profile (``with``) or no Fast DDS profile."""
+    env = {k: v for k, v in os.environ.items() if k not in PROFILE_VARIABLES}
+    if mode == "with":
+        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(PROFILE)
+    return env
+
+
+def compare_profiles(argv: list[str], json_path: str | None) -> int:
+    """Run this script once per profile mode in a child process (Fast DDS reads its profile
+    once per process); print the outside-the-model shares side by side."""
+    runs: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in ("without", "with"):
+            out = Path(tmp) / f"{mode}.json"
+            print(f"=== Fast DDS profile: {mode} ===", flush=True)
+            rc = subprocess.call([sys.executable, __file__, *argv, "--profiles", mode,
+                                  "--json", str(out)])
+            if rc != 0 or not out.is_file():
+                print(f"the run {mode} the profile failed ({rc})")
+                return 1
+            runs[mode] = json.loads(out.read_text())
+    shares: dict[str, dict] = {}
+    print("regions | outside share without | with the profile | e2e p50 without | with")
+    for n, with_ in runs["with"]["latency"].items():
+        without = runs["without"]["latency"].get(n)
+        if without is None:
+            continue
+        shares[n] = {"without": without["outside_share_p50"],
+                     "with": with_["outside_share_p50"],
+                     "e2e_p50_s_without": without["e2e_p50_s"],
+                     "e2e_p50_s_with": with_["e2e_p50_s"]}
+        print(f"{n:>7} | {without['outside_share_p50'] * 100:19.1f} % | "
+              f"{with_['outside_share_p50'] * 100:14.1f} % | {without['e2e_p50_s'] * 1e3:12.1f} ms"
+              f" | {with_['e2e_p50_s'] * 1e3:7.1f} ms")
+    if json_path:
+        Path(json_path).write_text(json.dumps({"outside_share_p50": shares, **runs}, indent=1))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -78,13 +129,25 @@ def main() -> int:
     ap.add_argument("--tasks", default="classify,caption", help="tasks per frame")
     ap.add_argument("--max-new-tokens", type=int, default=16, help="tokens per caption")
     ap.add_argument("--best-effort", action="store_true",
-                    help="best-effort camera and node inputs (the node's default); with "
-                         "ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST (set here for isolation) Fast "
-                         "DDS then loses 640x480 frames between processes, so reliable is the "
-                         "benchmark's default")
+                    help="best-effort camera and node inputs (the node's default); without the "
+                         "large-frame profile Fast DDS loses 640x480 best-effort frames between "
+                         "processes, so reliable is the benchmark's default (the same QoS in "
+                         "both runs of --profiles both)")
+    ap.add_argument("--frame-timeout", type=float, default=30.0,
+                    help="seconds to wait for a frame's descriptions before counting it lost")
+    ap.add_argument("--profiles", choices=("both", "with", "without", "env"), default="both",
+                    help="Fast DDS profile: both = one child run without and one with "
+                         "config/fastdds_large_frames.xml, compared; env = as this shell has it")
     ap.add_argument("--json", default=None, help="write the results to this JSON file")
     ap.add_argument("--log", default="/tmp/rgpt_benchmark_node.log", help="node log file")
     args = ap.parse_args()
+    if args.profiles == "both":
+        # the children's own --profiles/--json come last, so theirs win
+        return compare_profiles(sys.argv[1:], args.json)
+    if args.profiles != "env":  # read by Fast DDS when the client's participant starts
+        for name in PROFILE_VARIABLES:
+            os.environ.pop(name, None)
+        os.environ.update(profile_env(args.profiles))
 
     params = {
         "model_path": args.model_path,
@@ -105,6 +168,9 @@ def main() -> int:
         "host": platform.node(),
         "python": sys.version.split()[0],
         "frame": "640x480 rgb8 + mono16 labels",
+        "fastdds_profile": os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")
+        or os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE"),
+        "input_reliability": params["input_reliability"],
         "latency": {},
         "camera": {},
     }
@@ -115,18 +181,27 @@ def main() -> int:
         out["startup_s"] = time.monotonic() - t0
         for n in [int(x) for x in args.regions.split(",")]:
             rgb, labels = frame(n)
+            # messages built before the clock starts: a camera driver hands over ready messages
+            image_msg, mask_msg = rgb_to_image_msg(rgb), labels_to_image_msg(labels)
             e2e, model = [], []
+            lost = 0
             for k in range(args.warmup + args.repeats):
+                stamp = time.time_ns()
+                header = make_header(stamp)
+                image_msg.header, mask_msg.header = header, header
                 t_pub = time.perf_counter()
-                stamp = client.publish_frame(rgb, labels)
-                msg = client.wait_regions(stamp, float(os.environ.get("BENCH_FRAME_TIMEOUT", 120)))
+                client.publish_frame(stamp_ns=stamp, image_msg=image_msg, mask_msg=mask_msg)
+                msg = client.wait_regions(stamp, args.frame_timeout)
                 if msg is None:
-                    raise RuntimeError(f"no descriptions for a {n}-region frame; "
-                                       f"status {client.status}")
+                    lost += 1
+                    continue
                 t_recv = client.regions[stamp][1]
                 if k >= args.warmup:
                     e2e.append(t_recv - t_pub)
                     model.append(msg.inference_time)
+            if not e2e:
+                raise RuntimeError(f"no descriptions for any {n}-region frame ({lost} lost); "
+                                   f"status {client.status}")
             e2e_a, model_a = np.array(e2e), np.array(model)
             outside = e2e_a - model_a
             out["latency"][n] = {
@@ -136,13 +211,14 @@ def main() -> int:
                 "outside_p50_s": pct(outside, 50),
                 "outside_share_p50": float(np.median(outside / e2e_a)),
                 "frames": len(e2e),
+                "lost": lost,
             }
             r = out["latency"][n]
             print(
                 f"{n:>2} regions: e2e p50 {r['e2e_p50_s'] * 1e3:8.1f} ms  p95 "
                 f"{r['e2e_p95_s'] * 1e3:8.1f} ms  model p50 {r['model_p50_s'] * 1e3:8.1f} ms"
                 f"  outside {r['outside_p50_s'] * 1e3:6.1f} ms "
-                f"({r['outside_share_p50'] * 100:.1f} %)",
+                f"({r['outside_share_p50'] * 100:.1f} %); lost {lost}",
                 flush=True,
             )
         # Load run: a camera at camera_hz; the node keeps only the newest frame.
