@@ -28,6 +28,7 @@ from std_msgs.msg import Header
 from . import conversions as conv
 
 KEEP = 256  # results remembered per kind (bounded)
+RESULT_DEPTH = 100  # history of queries and results: a burst of answers is never overwritten
 
 
 def make_header(stamp_ns: int, frame_id: str = "camera") -> Header:
@@ -57,9 +58,10 @@ class RGPTClient:
         qos_in = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE if reliable_inputs
                             else ReliabilityPolicy.BEST_EFFORT)
         rel = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        answers = QoSProfile(depth=RESULT_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
         self.image_pub = self.node.create_publisher(Image, image_topic, qos_in)
         self.mask_pub = self.node.create_publisher(Image, mask_topic, qos_in)
-        self.query_pub = self.node.create_publisher(ReferQuery, "refer_query", rel)
+        self.query_pub = self.node.create_publisher(ReferQuery, "refer_query", answers)
         self._cond = threading.Condition()
         self.regions: _Bounded = _Bounded()  # stamp_ns -> (msg, receive time)
         self.results: _Bounded = _Bounded()  # query_id -> ReferResult
@@ -67,7 +69,7 @@ class RGPTClient:
         self.debug_images: list[Image] = []
         self.on_regions = None  # optional callback(msg, t_received)
         self.node.create_subscription(RegionDescriptionArray, "regions", self._on_regions, rel)
-        self.node.create_subscription(ReferResult, "refer_result", self._on_result, rel)
+        self.node.create_subscription(ReferResult, "refer_result", self._on_result, answers)
         self.node.create_subscription(NodeStatus, "status", self._on_status, rel)
         self.node.create_subscription(Image, "debug_image", self._on_debug, 2)
         self.action = ActionClient(self.node, RegionQuery, "refer")

@@ -40,6 +40,7 @@ NODE_NAME = "rgpt_node"
 SHUTDOWN_REASON = "node shutting down"
 DEACTIVATE_REASON = "node deactivated before the query finished"
 STOP_TIMEOUT_S = 10.0  # longest wait for the worker and the goals when stopping
+RESULT_DEPTH = 100  # refer_result history: a burst of refusals must not overwrite answers
 
 
 class RGPTNode(InputsMixin, FramesMixin, QueriesMixin, LifecycleNode):
@@ -109,9 +110,10 @@ class RGPTNode(InputsMixin, FramesMixin, QueriesMixin, LifecycleNode):
             self.state_label = "unconfigured"
             return TransitionCallbackReturn.FAILURE
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        answers = QoSProfile(depth=RESULT_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
         self._pubs = {
             "regions": self.create_publisher(RegionDescriptionArray, "regions", reliable),
-            "refer_result": self.create_publisher(ReferResult, "refer_result", reliable),
+            "refer_result": self.create_publisher(ReferResult, "refer_result", answers),
             "debug_image": self.create_publisher(Image, "debug_image", 2),
             "status": self.create_publisher(NodeStatus, "status", reliable),
         }

@@ -7,6 +7,7 @@ the model loads once per session; lifecycle tests start their own nodes.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,25 @@ def shared_node(ros_context, tmp_path_factory):
     client.close()
     rc = node.stop()
     assert rc == 0, f"node exited with {rc}:\n{log_tail(log)}"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny random RGPT: fast, and it never stops before max_new_tokens (long decodes on
+    demand for cancel and shutdown tests)."""
+    from rgpt_model.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny_rgpt") / "model", seed=0)
+
+
+def wait_for(predicate, timeout: float, step: float = 0.05):
+    """The first truthy value of ``predicate()`` within ``timeout`` seconds, else None."""
+    end = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > end:
+            return value or None
+        time.sleep(step)
 
 
 @pytest.fixture(scope="session")
