@@ -19,6 +19,8 @@ from rgpt_model.training.plugins import check_registered, load_plugins
 
 TRAINABLE_PARTS = ("vision", "refiner", "position", "connector", "lm")
 POSITIVE_REC_KINDS = ("attribute", "superlative", "relation")  # rgpt_model.data.expressions
+RUN_STRATEGIES = ("single", "ddp", "fsdp")  # TrainConfig.strategy
+RUN_PRECISIONS = ("fp32", "bf16")  # TrainConfig.precision
 
 
 @dataclass
@@ -190,6 +192,15 @@ class TrainConfig:
     save_dtype: str = "float32"
     max_minutes: float | None = None
     data_workers: int = 0  # processes preparing batches ahead (0 = in the training process)
+    # How the run uses its processes (docs/TRAINING.md): ``single`` (one process, as before),
+    # ``ddp`` (torch DistributedDataParallel: every rank holds the whole model) or ``fsdp``
+    # (torch ``fully_shard``: decoder and vision layers sharded over the ranks, for 7B).
+    # ``images_per_step`` is the global micro-batch: each of the N ranks takes 1/N of it, so
+    # global batch = images_per_step x grad_accum whatever N (= per-rank micro x accum x N).
+    strategy: str = "single"
+    precision: str = "fp32"  # fp32, or bf16 autocast (plus FSDP's bf16 parameter policy)
+    gradient_checkpointing: bool = False  # recompute LLM and vision layers in backward
+    collective_timeout_minutes: float = 30.0  # a rank stuck this long in a collective fails
     # Modules imported before the config is checked: they register aux losses and
     # augmentations (rgpt_model.training.plugins), e.g. ``research`` for the REC losses.
     plugins: list[str] = field(default_factory=list)
@@ -306,6 +317,9 @@ def config_from_dict(data: dict) -> TrainConfig:
                          "llava, components")
     if cfg.data.source not in ("synthetic", "jsonl"):
         raise ValueError("data.source must be synthetic or jsonl")
+    if cfg.strategy not in RUN_STRATEGIES or cfg.precision not in RUN_PRECISIONS:
+        raise ValueError(f"strategy must be one of {RUN_STRATEGIES} and precision one of "
+                         f"{RUN_PRECISIONS}, got {cfg.strategy!r} and {cfg.precision!r}")
     return cfg
 
 
