@@ -44,3 +44,8 @@ class ModelLoadError(RGPTError, OSError):
 
 class QueryCancelledError(RGPTError):
     """The caller's ``should_stop`` asked to stop a running task between decoding steps."""
+
+
+class DistributedTrainingError(RGPTError, RuntimeError):
+    """A rank of a distributed training run failed; every rank raises it so the job stops
+    together instead of waiting forever in the next collective."""

@@ -1,5 +1,11 @@
 """Where a run's conversations come from: synthetic scenes rendered on the fly, or JSONL
-records; deterministic per (seed, step, micro-step)."""
+records; deterministic per (seed, step, micro-step).
+
+A micro-batch is one sequence of samples whatever the number of ranks: rank r of N takes the
+slice ``part`` of it. The random stream is one per micro-batch, so a slice that starts later
+still draws, and throws away, what the samples before it drew (scenes are rendered for that;
+JSONL records before the slice are only counted, never read).
+"""
 
 from __future__ import annotations
 
@@ -33,11 +39,14 @@ class ConversationSource:
             if not self.records:
                 raise ValueError(f"no records in {d.jsonl}")
 
-    def batch(self, step: int, micro: int, stage: StageSpec | None = None) -> list[Conversation]:
-        """Conversations of (step, micro); ``stage`` may override the data settings."""
+    def batch(self, step: int, micro: int, stage: StageSpec | None = None,
+              part: slice | None = None) -> list[Conversation]:
+        """Conversations of (step, micro), or of its samples ``part`` (a slice with start and
+        stop); ``stage`` may override the data settings."""
         d = self.cfg.data
         stage = stage or StageSpec()
         n = stage.images_per_step or self.cfg.images_per_step
+        start, stop = (0, n) if part is None else (part.start, part.stop)
         rng = np.random.default_rng([self.cfg.seed, step, micro])
         if d.source == "synthetic":
             first = (step * self.cfg.grad_accum + micro) * 64
@@ -49,17 +58,19 @@ class ConversationSource:
             negatives = (d.negative_rec_fraction if stage.negative_rec_fraction is None
                          else stage.negative_rec_fraction)
             out = []
-            for j in range(n):
+            for j in range(stop):
                 scene = generate_scene(d.seed, first + j, "train", scene_cfg)
                 conv = scene_conversation(scene, rng, weights, turns, d.prompt_variants,
                                           negatives, stage.rec_kind_weights,
                                           stage.near_miss_rec_fraction)
-                out.append(conv)
+                if j >= start:
+                    out.append(conv)
             return out
         from rgpt_model.data.jsonl_format import load_record
 
         out = []
-        for k in rng.choice(len(self.records), size=n, replace=len(self.records) < n):
+        picks = rng.choice(len(self.records), size=n, replace=len(self.records) < n)
+        for k in picks[start:stop]:
             rec, root = self.records[int(k)], self.roots[int(k)]
             image, masks = load_record(rec, root)
             conv = rec["conversations"]

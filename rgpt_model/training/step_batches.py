@@ -4,6 +4,10 @@ prepare them ahead of the step that needs them.
 A step's data depends only on (seed, step): the conversations (``ConversationSource``), the
 stage's augmentations (one random stream per micro-batch) and the tokenization. Workers
 therefore change nothing but the speed.
+
+Ranks: a micro-batch has ``images_per_step`` samples in all; rank r of N tokenizes the r-th
+N-th of them, so sample k of (step, micro) is the same image and conversation for any N and
+the global batch is ``images_per_step x grad_accum`` (per-rank micro x accum x N).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import torch
 
 from rgpt_model.processor import RGPTProcessor
 from rgpt_model.training.augment import augment
-from rgpt_model.training.config import TrainConfig
+from rgpt_model.training.config import StageSpec, TrainConfig
 from rgpt_model.training.conversation_source import ConversationSource
 from rgpt_model.training.samples import collate, encode_conversation
 
@@ -26,24 +30,44 @@ class StepBatches:
     """Micro-batches of (step, micro) for the run ``cfg`` and its processor."""
 
     def __init__(self, cfg: TrainConfig, processor: RGPTProcessor,
-                 region_token_ids: list[int]) -> None:
+                 region_token_ids: list[int], rank: int = 0, world_size: int = 1) -> None:
         self.cfg = cfg
         self.processor = processor
         self.region_ids = set(region_token_ids)
         self.source = ConversationSource(cfg)
+        self.rank, self.world_size = rank, world_size
+        for stage in cfg.stages:
+            self.part(stage)  # an uneven split fails now, not when its stage starts
+
+    def part(self, stage: StageSpec) -> slice:
+        """This rank's samples of each micro-batch of ``stage``."""
+        n = stage.images_per_step or self.cfg.images_per_step
+        if n % self.world_size:
+            raise ValueError(f"stage {stage.name}: {n} images per micro-batch do not split "
+                             f"evenly over {self.world_size} ranks; make images_per_step a "
+                             "multiple of the number of processes")
+        k = n // self.world_size
+        return slice(self.rank * k, (self.rank + 1) * k)
 
     def make_batch(self, step: int, micro: int) -> Batch:
-        """Tokenized, collated batch of (step, micro) and its number of answer turns; with
-        ``region_attributes`` when every conversation carries them (synthetic scenes)."""
+        """This rank's tokenized, collated part of (step, micro) and its number of answer
+        turns; with ``region_attributes`` when every conversation carries them (synthetic
+        scenes)."""
         _, stage, _ = self.cfg.stage_at(step)
         p = self.processor
         samples, pix, masks, attrs = [], [], [], []
         n_turns = 0
         augment_rng = np.random.default_rng([self.cfg.seed, step, micro, 1])
-        for conv in self.source.batch(step, micro, stage):
+        part = self.part(stage)
+        # the augmentations' stream also runs through the samples before this rank's part
+        first = 0 if stage.augmentations else part.start
+        convs = self.source.batch(step, micro, stage, slice(first, part.stop))
+        for index, conv in enumerate(convs, start=first):
             if not conv.turns:
                 continue
             conv = augment(conv, augment_rng, stage)
+            if index < part.start:
+                continue
             pv, tf = p.preprocess_image(conv.image)
             samples.append(encode_conversation(
                 conv, p.tokenizer, p.image_token_id, p.num_global_tokens, self.region_ids,

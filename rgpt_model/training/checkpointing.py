@@ -1,0 +1,131 @@
+"""Resumable checkpoints of a training run, in ``<output_dir>/checkpoint-last``.
+
+- ``strategy: single`` writes one ``state.pt`` (model, optimizer, position), as it always has.
+- ``ddp`` / ``fsdp`` write a sharded checkpoint with ``torch.distributed.checkpoint`` (DCP):
+  ``sharded/`` holds each rank's shards of the model (with the aux-loss heads) and optimizer
+  state, taken through ``get_state_dict`` so the keys are plain parameter names whatever the
+  wrapping; ``trainer_state.json`` the step, stage, LoRA flag and loss history;
+  ``rng_state.pt`` the torch RNG. DCP reshards on load: a run may resume on another number of
+  ranks (its data does not depend on it), or in one process for ``--export-only``.
+
+A checkpoint is written to ``checkpoint-last.partial`` and renamed when every rank is done,
+so an interrupted save leaves the previous checkpoint whole. On several nodes,
+``output_dir`` must be a filesystem all nodes share.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import torch
+import torch.distributed.checkpoint as dcp
+from torch import nn
+from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_state_dict,
+    set_state_dict,
+)
+from torch.distributed.fsdp import FSDPModule
+
+from rgpt_model.processor import RGPTProcessor
+from rgpt_model.training.distributed import RunProcesses
+
+logger = logging.getLogger(__name__)
+CHECKPOINT_DIR = "checkpoint-last"
+SINGLE_STATE = "state.pt"
+SHARDED_DIR = "sharded"
+TRAINER_STATE = "trainer_state.json"
+RNG_STATE = "rng_state.pt"
+
+
+def check_missing_weights(missing: list[str]) -> None:
+    """A checkpoint may predate the mask position encoder (it then keeps its zero output);
+    any other weight it lacks means it belongs to another model."""
+    missing = [k for k in missing if "mask_position" not in k.split(".")]
+    if missing:
+        raise RuntimeError(f"checkpoint does not fit the model: missing {missing[:5]} "
+                           f"({len(missing)} in all)")
+
+
+# ------------------------------------------------------------------------- one process
+def save_single(path: Path, state: dict, processor: RGPTProcessor) -> None:
+    """``state`` (tensors and plain values) as ``path/state.pt``, written atomically."""
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = path / (SINGLE_STATE + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path / SINGLE_STATE)
+    processor.save_pretrained(path)
+
+
+def load_single(path: Path, device: torch.device) -> dict:
+    """The dict :func:`save_single` wrote."""
+    return torch.load(path / SINGLE_STATE, map_location=device, weights_only=False)
+
+
+# ---------------------------------------------------------------------------- sharded
+def has_sharded(path: Path) -> bool:
+    """Whether ``path`` holds a sharded (DCP) checkpoint."""
+    return (path / SHARDED_DIR / ".metadata").is_file()
+
+
+def save_sharded(path: Path, objective: nn.Module, optimizer: torch.optim.Optimizer | None,
+                 trainer_state: dict, processor: RGPTProcessor, procs: RunProcesses) -> None:
+    """Every rank writes its shards; rank 0 the small files; then ``path`` is replaced."""
+    staging = path.with_name(path.name + ".partial")
+    if procs.is_main:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    procs.barrier()
+    model_state, optim_state = get_state_dict(objective, optimizer or [])
+    dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=staging / SHARDED_DIR)
+    if procs.is_main:
+        (staging / TRAINER_STATE).write_text(json.dumps(trainer_state) + "\n")
+        torch.save(torch.get_rng_state(), staging / RNG_STATE)
+        processor.save_pretrained(staging)
+    procs.barrier()
+    if procs.is_main:
+        old = path.with_name(path.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if path.exists():
+            path.rename(old)
+        staging.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
+    procs.barrier()
+
+
+def read_trainer_state(path: Path) -> dict:
+    """Step, stage index, LoRA flag and history of a sharded checkpoint (enough to rebuild the
+    optimizer and LoRA layers before the shards load)."""
+    return json.loads((path / TRAINER_STATE).read_text())
+
+
+def load_sharded(path: Path, objective: nn.Module,
+                 optimizer: torch.optim.Optimizer | None) -> None:
+    """Load the shards into ``objective`` and ``optimizer`` (as built for the saved stage) and
+    restore the RNG; works for any number of ranks, and in one process."""
+    model_state, optim_state = get_state_dict(objective, optimizer or [])
+    saved = set(dcp.FileSystemReader(path / SHARDED_DIR).read_metadata().state_dict_metadata)
+    check_missing_weights([k for k in model_state if f"model.{k}" not in saved])
+    state = {"model": model_state, "optim": optim_state}
+    dcp.load(state, checkpoint_id=path / SHARDED_DIR,
+             planner=DefaultLoadPlanner(allow_partial_load=True))
+    set_state_dict(objective, optimizer or [], model_state_dict=state["model"],
+                   optim_state_dict=state["optim"])
+    torch.set_rng_state(torch.load(path / RNG_STATE, weights_only=True))
+
+
+def full_model_state(objective: nn.Module, procs: RunProcesses) -> dict[str, torch.Tensor]:
+    """The RGPT model's whole state dict on rank 0, on the CPU (other ranks: empty). Under
+    FSDP every rank must call it: the shards are gathered."""
+    prefix = "model."
+    if isinstance(objective, FSDPModule):
+        full = get_model_state_dict(
+            objective, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    else:
+        full = objective.state_dict() if procs.is_main else {}
+    return {k[len(prefix):]: v for k, v in full.items() if k.startswith(prefix)}
