@@ -9,6 +9,7 @@ from regiongpt_ros.msg import (
     RegionDescriptionArray,
     RegionPrompt,
     RegionPromptArray,
+    StreamStatus,
 )
 
 MESSAGE_TYPES = (
@@ -19,5 +20,6 @@ MESSAGE_TYPES = (
     LabelMap,
     RegionPrompt,
     RegionPromptArray,
+    StreamStatus,
     NodeStatus,
 )
