@@ -1,17 +1,22 @@
 """Greedy decoding of a batch of merged prompt embeddings: three strategies, one contract.
 
 Every decoder takes ``(model, inputs_embeds, attention_mask, max_new_tokens, eos_token_id,
-pad_token_id, *, should_stop=None)`` and returns (new token ids per row without EOS, mean
-probability of each row's generated tokens including the EOS step). All give the same tokens.
+pad_token_id, *, should_stop=None, row_groups=None)`` and returns (new token ids per row
+without EOS, mean probability of each row's generated tokens including the EOS step). All give
+the same tokens.
 
 - ``shared_prefix`` (the predictor's default): every region prompt of a frame starts with the
   same system prompt + image tokens, so the common prefix is prefilled once (batch 1), its
   key/value cache is repeated to R rows, the R suffixes are prefilled as one right-aligned
   padded block, and decoding runs as one batch that shrinks as rows hit EOS. The prefix is
   found in embedding space (after placeholder merging), and position ids are explicit, so each
-  row sees exactly the positions it would see alone.
+  row sees exactly the positions it would see alone. Rows of several frames (``row_groups``:
+  the frame of each row) share a prefix within their frame only: the frames' prefixes have one
+  length (same system prompt, same image token count), so they are prefilled as one batch and
+  each row takes its frame's cache row.
 - ``batched``: one left-padded transformers ``generate`` call.
 - ``naive``: each row alone through ``generate`` (the reference the others are tested against).
+  These two ignore ``row_groups``: every row carries its whole prompt.
 
 Cancellation: ``should_stop`` is polled before every forward pass of the LM (between decoding
 steps); when it returns True the decoder raises :class:`~rgpt_model.errors.QueryCancelledError`,
@@ -21,7 +26,7 @@ so the k-th poll that says stop means k - 1 forward passes ran.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from transformers import DynamicCache, GenerationConfig, StoppingCriteria, StoppingCriteriaList
@@ -89,7 +94,7 @@ def _hf_generate(lm, inputs_embeds, attention_mask, max_new_tokens, eos_token_id
 @torch.no_grad()
 def greedy_generate(model, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
                     max_new_tokens: int, eos_token_id: int | None, pad_token_id: int | None,
-                    *, should_stop: ShouldStop = None) -> Decoded:
+                    *, should_stop: ShouldStop = None, row_groups=None) -> Decoded:
     """All rows as one left-padded transformers ``generate`` batch."""
     return _hf_generate(_language_model(model), inputs_embeds, attention_mask, max_new_tokens,
                         eos_token_id, pad_token_id, should_stop)
@@ -98,7 +103,8 @@ def greedy_generate(model, inputs_embeds: torch.Tensor, attention_mask: torch.Te
 @torch.no_grad()
 def naive_generate(model, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None,
                    max_new_tokens: int, eos_token_id: int | None,
-                   pad_token_id: int | None = None, *, should_stop: ShouldStop = None) -> Decoded:
+                   pad_token_id: int | None = None, *, should_stop: ShouldStop = None,
+                   row_groups=None) -> Decoded:
     """Reference: each row alone (batch 1, no padding) through transformers ``generate``."""
     lm = _language_model(model)
     tokens, means = [], []
@@ -134,6 +140,14 @@ def split_prompt_rows(
     return [inputs_embeds[b, keep[b]] for b in range(inputs_embeds.shape[0])]
 
 
+def _group_prefix_length(rows: list[torch.Tensor], groups: list[int]) -> int:
+    """The longest prefix every group's rows share within the group (groups: one per row)."""
+    members: dict[int, list[torch.Tensor]] = {}
+    for row, g in zip(rows, groups, strict=True):
+        members.setdefault(g, []).append(row)
+    return min(common_prefix_length(m) for m in members.values())
+
+
 @torch.no_grad()
 def shared_prefix_generate(
     model,
@@ -145,9 +159,11 @@ def shared_prefix_generate(
     *,
     should_stop: ShouldStop = None,
     prefix_len: int | None = None,
+    row_groups: Sequence[int] | None = None,
 ) -> Decoded:
     """Greedy decoding of a batch of prompts that share a prefix (module docstring).
 
+    ``row_groups``: per row, the group (frame) whose prefix it shares; default: one group.
     ``prefix_len`` overrides the detected common prefix (it is capped so every row keeps at
     least one suffix token).
     """
@@ -156,23 +172,30 @@ def shared_prefix_generate(
     device = inputs_embeds.device
     rows = split_prompt_rows(inputs_embeds, attention_mask)
     n = len(rows)
+    groups = [0] * n if row_groups is None else [int(g) for g in row_groups]
+    if len(groups) != n:
+        raise ValueError(f"row_groups has {len(groups)} entries for {n} prompt rows")
     lens = torch.tensor([r.shape[0] for r in rows], device=device)
     if int(lens.min()) < 1:
         raise ValueError("every prompt row needs at least one token")
-    p = common_prefix_length(rows) if prefix_len is None else int(prefix_len)
+    p = _group_prefix_length(rows, groups) if prefix_len is None else int(prefix_len)
     p = max(0, min(p, int(lens.min()) - 1))
 
     cache = DynamicCache(config=lm.config)
-    if p > 0:  # the shared part: computed once, batch 1
+    if p > 0:  # the shared part: computed once per group (batch = groups), then gathered
+        first = {g: b for b, g in reversed(list(enumerate(groups)))}  # group -> its first row
+        order = sorted(first, key=first.get)
+        heads = torch.stack([rows[first[g]][:p] for g in order])
         check_cancelled(should_stop)
         lm(
-            inputs_embeds=rows[0][:p].unsqueeze(0),
-            position_ids=torch.arange(p, device=device).unsqueeze(0),
+            inputs_embeds=heads,
+            position_ids=torch.arange(p, device=device).expand(len(order), p),
             past_key_values=cache,
             use_cache=True,
             logits_to_keep=1,
         )
-        cache.batch_repeat_interleave(n)
+        slot = {g: k for k, g in enumerate(order)}
+        cache.batch_select_indices(torch.tensor([slot[g] for g in groups], device=device))
 
     # suffixes, right-aligned (left-padded between prefix and suffix) so the last column is
     # every row's last prompt token; pads are masked out and never attended to
@@ -236,7 +259,8 @@ def shared_prefix_generate(
         logits = out.logits[:, -1]
         next_pos = next_pos + 1
 
-    logger.debug("shared prefix %d tokens, %d rows, suffixes %s", p, n, s_lens.tolist())
+    logger.debug("shared prefix %d tokens, %d rows in %d group(s), suffixes %s", p, n,
+                 len(set(groups)), s_lens.tolist())
     return tokens, [sum(q) / len(q) if q else 0.0 for q in probs]
 
 

@@ -9,6 +9,10 @@ returns an :class:`~rgpt_model.encoded_frame.EncodedFrame`; the tasks take that 
     predictor.refer(frame, "the red mug")
     predictor.ask(frame, "what is <region1> made of?")
 
+Several frames (one per camera) go through ``encode_many`` (one vision batch) and
+``describe_many`` (one decoding batch over all their regions; optionally reusing the answers of
+regions that have not changed, :mod:`rgpt_model.answer_reuse`); see :mod:`rgpt_model.multi_frame`.
+
 For one-off calls each task also takes the image and its masks in place of the frame
 (``describe(image, masks)``, ``refer(image, masks, expression)``, ``ask(image, masks,
 question)``): it encodes them and runs the frame path. Every task batches all regions of the
@@ -24,16 +28,17 @@ probability of the answer that selected the region.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
 
 from . import prompts
+from .answer_reuse import AnswerReuse
 from .decoding import DECODERS
 from .encoded_frame import EncodedFrame
 from .errors import InvalidQueryError
-from .masks import mask_area, mask_bbox, to_mask_stack, validate_image
+from .multi_frame import DESCRIBE_TASKS, describe_many, describe_options, encode_many
 from .processor import RGPTProcessor
 from .query_limits import QueryLimits
 from .results import ReferResult, RegionDescription
@@ -43,7 +48,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["DESCRIBE_TASKS", "EncodedFrame", "RGPTPredictor", "ReferResult", "RegionDescription"]
 
-DESCRIBE_TASKS = ("classify", "caption", "detailed_caption")
 ShouldStop = Callable[[], bool] | None
 
 
@@ -165,27 +169,18 @@ class RGPTPredictor:
         logger.info("model restored to %s", self.device)
 
     # -------------------------------------------------------------------------- encoding
-    @torch.no_grad()
     def encode(self, image, masks, region_ids: Sequence[int] | None = None) -> EncodedFrame:
         """Validate inputs and run the vision side once for the frame.
 
         ``image``: HxWx3 uint8 RGB (or PIL). ``masks``: a label image HxW (0 = background) or
         a boolean stack NxHxW (ids 1..N); ``region_ids`` selects and orders the ids.
         """
-        self.restore()
-        img = validate_image(image)
-        stack, ids = to_mask_stack(masks, img.shape[:2], region_ids)
-        pixel_values, tf = self.processor.preprocess_image(img)
-        mask_t = self.processor.preprocess_masks(stack, tf)
-        g, r = self.region_encoder(pixel_values.to(self.device), mask_t.to(self.device))
-        return EncodedFrame(
-            global_embeds=self.model.project(g),
-            region_embeds=self.model.project(r),
-            region_features=r,
-            region_ids=ids,
-            masks=stack,
-            frame_size=(int(img.shape[0]), int(img.shape[1])),
-        )
+        return encode_many(self, [(image, masks, region_ids)])[0]
+
+    def encode_many(self, items: Sequence[tuple]) -> list[EncodedFrame]:
+        """Encode several ``(image, masks, region_ids)`` frames (e.g. one per camera) with one
+        vision batch (:func:`rgpt_model.multi_frame.encode_many`)."""
+        return encode_many(self, items)
 
     def _frame(self, source, masks, region_ids: Sequence[int] | None) -> EncodedFrame:
         """The frame a task runs on: ``source`` itself, or ``source`` (an image) encoded."""
@@ -214,13 +209,14 @@ class RGPTPredictor:
     # ------------------------------------------------------------------------- decoding
     def generate_from_embeds(
         self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
-        should_stop: ShouldStop = None,
+        should_stop: ShouldStop = None, row_groups: Sequence[int] | None = None,
     ) -> tuple[list[list[int]], list[float]]:
-        """Greedy decoding of all rows with the decoder named by ``self.decoding``."""
+        """Greedy decoding of all rows with the decoder named by ``self.decoding``;
+        ``row_groups``: the frame of each row when rows come from several frames."""
         tok = self.processor.tokenizer
         return DECODERS[self.decoding](
             self.model, inputs_embeds, attention_mask, max_new_tokens, tok.eos_token_id,
-            tok.pad_token_id, should_stop=should_stop,
+            tok.pad_token_id, should_stop=should_stop, row_groups=row_groups,
         )
 
     def embed_prompts(
@@ -278,52 +274,31 @@ class RGPTPredictor:
     ) -> list[RegionDescription]:
         """Label and/or caption every region of ``source`` (an EncodedFrame, or an image with
         its ``masks``); tasks: classify, caption, detailed_caption. Labels come from
-        ``vocabulary``; by default the model's own ``label_vocabulary``, else COCO-80."""
-        if isinstance(tasks, str):
-            tasks = [t.strip() for t in tasks.split(",") if t.strip()]
-        bad = [t for t in tasks if t not in DESCRIBE_TASKS]
-        if bad or not tasks:
-            raise InvalidQueryError(f"unknown task(s) {bad or tasks}; choose from {DESCRIBE_TASKS}")
-        if vocabulary is not None and len(vocabulary) == 0:
-            raise InvalidQueryError(
-                "vocabulary is empty; pass None for the model's default labels or some labels"
-            )
-        max_new_tokens = self.limits.check_max_new_tokens(max_new_tokens)
-        vocab = tuple(vocabulary) if vocabulary is not None else self.default_vocabulary
+        ``vocabulary``; by default the model's own ``label_vocabulary``, else COCO-80. Every
+        task x region is one row of one decoding batch (one shared system + image prefix)."""
+        describe_options(self, tasks, vocabulary, max_new_tokens)  # refuse before encoding
         frame = self._frame(source, masks, region_ids)
-        n = len(frame.region_ids)
-        if n == 0:
-            return []
-        labels, scores, captions = [""] * n, [0.0] * n, [""] * n
-        # every task x region in one decoding batch: one shared system + image prefix
-        makers = {
-            "classify": lambda: prompts.classification_prompt(1, vocab),
-            "caption": lambda: prompts.brief_caption_prompt(1),
-            "detailed_caption": lambda: prompts.detailed_caption_prompt(1),
-        }
-        order = [t for t in DESCRIBE_TASKS if t in tasks]
-        questions = [makers[t]() for t in order for _ in range(n)]
-        singles = [[i] for i in range(n)]
-        answers = self._run(frame, questions, singles * len(order), max_new_tokens,
-                            should_stop=should_stop)
-        for k, task in enumerate(order):
-            for i, (text, p) in enumerate(answers[k * n : (k + 1) * n]):
-                if task == "classify":
-                    match = prompts.parse_classification_answer(text, vocab)
-                    labels[i], scores[i] = match.label, float(match.score * p)
-                else:
-                    captions[i] = text if not captions[i] else f"{captions[i]} {text}"
-        return [
-            RegionDescription(
-                region_id=rid,
-                label=labels[i],
-                label_score=scores[i],
-                caption=captions[i],
-                bbox=mask_bbox(frame.masks[i]),
-                area=mask_area(frame.masks[i]),
-            )
-            for i, rid in enumerate(frame.region_ids)
-        ]
+        return self.describe_many([frame], tasks=tasks, vocabulary=vocabulary,
+                                  max_new_tokens=max_new_tokens, should_stop=should_stop)[0]
+
+    def describe_many(
+        self,
+        frames: Sequence[EncodedFrame],
+        *,
+        tasks: Sequence[str] = ("classify", "caption"),
+        vocabulary: Sequence[str] | None = None,
+        max_new_tokens: int = 32,
+        should_stop: ShouldStop = None,
+        named: Sequence[Mapping[int, str] | None] | None = None,
+        reuse: Sequence[AnswerReuse | None] | None = None,
+    ) -> list[list[RegionDescription]]:
+        """:meth:`describe` for several encoded frames (e.g. one per camera) in one decoding
+        batch; ``named`` (per frame: id -> known label, not classified) and ``reuse`` (per
+        frame: its stream's AnswerReuse) as in :func:`rgpt_model.multi_frame.describe_many`."""
+        self.restore()
+        return describe_many(self, frames, tasks=tasks, vocabulary=vocabulary,
+                             max_new_tokens=max_new_tokens, should_stop=should_stop,
+                             named=named, reuse=reuse)
 
     def refer(
         self,

@@ -9,7 +9,6 @@ rather than silently cut, so the caller learns why.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 
 import numpy as np
 
@@ -67,24 +66,9 @@ def describe_regions(predictor, frame, *, tasks: Sequence[str],
                      should_stop: Callable[[], bool] | None = None) -> list[RegionDescription]:
     """``predictor.describe`` for every region of an encoded ``frame``, except that a region
     whose class is already known (a segmenter's label map, a detector's prompt label) keeps
-    that name with score 1.0 and is not classified (its caption still runs when asked). One
-    encoding serves both groups (``frame.select``); results in the frame's region order.
+    that name with score 1.0 and is not classified (its caption still runs when asked). All
+    regions in one decoding batch (``predictor.describe_many``); results in frame order.
     """
-    known = {int(i): str(n) for i, n in (known_labels or {}).items()}
-    named = [i for i in frame.region_ids if i in known]
-    others = [i for i in frame.region_ids if i not in known]
-    named_tasks = [t for t in tasks if t != "classify"]
-    options = {"vocabulary": vocabulary, "max_new_tokens": max_new_tokens,
-               "should_stop": should_stop}
-    got = {}
-    if others:
-        got.update((d.region_id, d) for d in predictor.describe(
-            frame.select(others) if named else frame, tasks=tasks, **options))
-    if named and named_tasks:
-        got.update((d.region_id, replace(d, label=known[d.region_id], label_score=1.0))
-                   for d in predictor.describe(frame.select(named), tasks=named_tasks,
-                                               **options))
-    elif named:
-        got.update((d.region_id, d) for d in outline_regions(
-            MaskStack(frame.masks, tuple(frame.region_ids)), named, known))
-    return [got[i] for i in frame.region_ids]
+    return predictor.describe_many([frame], tasks=tasks, vocabulary=vocabulary,
+                                   max_new_tokens=max_new_tokens, should_stop=should_stop,
+                                   named=[known_labels])[0]

@@ -8,7 +8,11 @@ from dataclasses import asdict, dataclass
 
 @dataclass
 class RegionDescription:
-    """Per-region output of ``RGPTPredictor.describe``. bbox is (x, y, w, h) in pixels."""
+    """Per-region output of ``RGPTPredictor.describe``. bbox is (x, y, w, h) in pixels.
+
+    ``reused``: the label and caption are the answer decoded ``age`` frames earlier, served
+    again because the region had not changed (:mod:`rgpt_model.answer_reuse`); box and area
+    are always this frame's."""
 
     region_id: int
     label: str
@@ -16,6 +20,8 @@ class RegionDescription:
     caption: str
     bbox: tuple[int, int, int, int]
     area: int
+    reused: bool = False
+    age: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)

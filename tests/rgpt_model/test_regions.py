@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
 from rgpt_model.errors import InvalidMaskError, InvalidQueryError
 from rgpt_model.masks import MaskStack
+from rgpt_model.predictor import RGPTPredictor
 from rgpt_model.region_prompts import RegionPrompt, prompts_to_masks, validate_prompts
 from rgpt_model.regions import (
     check_region_count,
@@ -77,37 +80,52 @@ def test_prompts_with_sam_are_sam_masks():
     assert made.labels == {3: "cup"}
 
 
-class _Recorder:
-    """Wraps a real predictor; records which ids each describe/encode call covered."""
+class _RowRecorder:
+    """A real predictor on the same model whose processor records every prompt row it
+    tokenizes as (task, region position in the frame)."""
 
     def __init__(self, predictor) -> None:
-        self.predictor, self.calls, self.encoded = predictor, [], 0
+        processor = copy.copy(predictor.processor)
+        self.rows: list[tuple[str, int]] = []
+        real = processor.tokenize
 
-    def encode(self, *args, **kw):
-        self.encoded += 1
-        return self.predictor.encode(*args, **kw)
+        def tokenize(texts, region_lists=None, *args, **kw):
+            for text, regions in zip(texts, region_lists, strict=True):
+                task = "classify" if "category name" in text else "caption"
+                self.rows.append((task, regions[0]))
+            return real(texts, region_lists, *args, **kw)
 
-    def describe(self, frame, *, tasks, **kw):
-        self.calls.append((list(frame.region_ids), list(tasks)))
-        return self.predictor.describe(frame, tasks=tasks, **kw)
+        processor.tokenize = tokenize
+        self.predictor = RGPTPredictor(predictor.model, processor)
+
+    def ids(self, frame, task: str) -> set[int]:
+        return {frame.region_ids[i] for t, i in self.rows if t == task}
 
 
 def test_regions_with_known_labels_are_not_classified(predictor):
     image = np.random.default_rng(1).integers(0, 255, (10, 12, 3), dtype=np.uint8)
-    spy = _Recorder(predictor)
-    frame = spy.encode(image, _labels(), [5, 7, 9])
-    out = describe_regions(spy, frame, tasks=["classify", "caption"],
-                           known_labels={7: "widget", 42: "ghost"}, max_new_tokens=2)
-    assert [d.region_id for d in out] == [5, 7, 9] and spy.encoded == 1
+    spy = _RowRecorder(predictor)
+    encoded = []
+    hook = predictor.model.region_encoder.register_forward_hook(lambda *_: encoded.append(1))
+    try:
+        frame = spy.predictor.encode(image, _labels(), [5, 7, 9])
+        out = describe_regions(spy.predictor, frame, tasks=["classify", "caption"],
+                               known_labels={7: "widget", 42: "ghost"}, max_new_tokens=2)
+    finally:
+        hook.remove()
+    assert [d.region_id for d in out] == [5, 7, 9] and len(encoded) == 1
     assert (out[1].label, out[1].label_score) == ("widget", 1.0)
-    classified = {i for ids, tasks in spy.calls if "classify" in tasks for i in ids}
-    captioned = {i for ids, tasks in spy.calls if "caption" in tasks for i in ids}
-    assert classified == {5, 9} and captioned == {5, 7, 9}
-    spy.calls.clear()
-    only = describe_regions(spy, frame.select([7]), tasks=["classify"], known_labels={7: "w"})
-    assert spy.calls == [] and (only[0].label, only[0].area) == ("w", 16)
-    plain = describe_regions(spy, frame, tasks=["classify"], max_new_tokens=2)
-    assert spy.calls == [([5, 7, 9], ["classify"])] and len(plain) == 3
+    assert spy.ids(frame, "classify") == {5, 9} and spy.ids(frame, "caption") == {5, 7, 9}
+    # one decoding batch: the named region's caption shares it with the others' rows
+    plain = spy.predictor.describe(frame, tasks=["classify", "caption"], max_new_tokens=2)
+    assert [(d.label, d.caption) for d in out][::2] == [(d.label, d.caption) for d in plain][::2]
+    assert out[1].caption == plain[1].caption
+    spy.rows.clear()
+    only = describe_regions(spy.predictor, frame.select([7]), tasks=["classify"],
+                            known_labels={7: "w"})
+    assert spy.rows == [] and (only[0].label, only[0].area) == ("w", 16)
+    plain = describe_regions(spy.predictor, frame, tasks=["classify"], max_new_tokens=2)
+    assert spy.ids(frame, "classify") == {5, 7, 9} and len(plain) == 3
 
 
 def test_outline_regions_without_the_model():
