@@ -26,6 +26,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from . import conversions as conv
+from .streams import stream_topic
 
 KEEP = 256  # results remembered per kind (bounded)
 RESULT_DEPTH = 100  # history of queries and results: a burst of answers is never overwritten
@@ -45,34 +46,43 @@ class _Bounded(OrderedDict):
 
 
 class RGPTClient:
-    """Talks to one node (namespace ``ns``) over topics and the action."""
+    """Talks to one node (namespace ``ns``) over topics and the action; with ``stream``, to that
+    stream of a multi-stream node (its topics and action under ``<stream>/``; status, lifecycle
+    and parameters stay the node's)."""
 
     _ids = itertools.count()
 
     def __init__(self, ns: str = "", reliable_inputs: bool = False, depth: int = 5,
-                 name: str | None = None, image_topic: str = "image",
-                 mask_topic: str = "masks") -> None:
+                 name: str | None = None, image_topic: str | None = None,
+                 mask_topic: str | None = None, stream: str = "") -> None:
         if not rclpy.ok():
             rclpy.init()
+        self.stream = stream
         self.node = Node(name or f"rgpt_client_{next(self._ids)}", namespace=ns or None)
+        image_topic = image_topic or stream_topic(stream, "image")
+        mask_topic = mask_topic or stream_topic(stream, "masks")
         qos_in = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE if reliable_inputs
                             else ReliabilityPolicy.BEST_EFFORT)
         rel = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         answers = QoSProfile(depth=RESULT_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
         self.image_pub = self.node.create_publisher(Image, image_topic, qos_in)
         self.mask_pub = self.node.create_publisher(Image, mask_topic, qos_in)
-        self.query_pub = self.node.create_publisher(ReferQuery, "refer_query", answers)
+        self.query_pub = self.node.create_publisher(ReferQuery, stream_topic(stream, "refer_query"),
+                                                    answers)
         self._cond = threading.Condition()
         self.regions: _Bounded = _Bounded()  # stamp_ns -> (msg, receive time)
         self.results: _Bounded = _Bounded()  # query_id -> ReferResult
         self.status: NodeStatus | None = None
         self.debug_images: list[Image] = []
         self.on_regions = None  # optional callback(msg, t_received)
-        self.node.create_subscription(RegionDescriptionArray, "regions", self._on_regions, rel)
-        self.node.create_subscription(ReferResult, "refer_result", self._on_result, answers)
+        self.node.create_subscription(RegionDescriptionArray, stream_topic(stream, "regions"),
+                                      self._on_regions, rel)
+        self.node.create_subscription(ReferResult, stream_topic(stream, "refer_result"),
+                                      self._on_result, answers)
         self.node.create_subscription(NodeStatus, "status", self._on_status, rel)
-        self.node.create_subscription(Image, "debug_image", self._on_debug, 2)
-        self.action = ActionClient(self.node, RegionQuery, "refer")
+        self.node.create_subscription(Image, stream_topic(stream, "debug_image"), self._on_debug,
+                                      2)
+        self.action = ActionClient(self.node, RegionQuery, stream_topic(stream, "refer"))
         self._param_client = None
         self._service_clients: dict[str, Any] = {}
         self._executor = SingleThreadedExecutor()
@@ -197,6 +207,13 @@ class RGPTClient:
                 return True
             time.sleep(0.05)
         return False
+
+    def stream_status(self, status: NodeStatus | None = None):
+        """This client's stream's entry of NodeStatus.streams (the latest status by default)."""
+        status = status or self.status
+        if status is None:
+            return None
+        return next((s for s in status.streams if s.name == self.stream), None)
 
     def wait_status(self, pred, timeout: float = 10.0) -> NodeStatus | None:
         """Wait for a status message for which ``pred(status)`` holds."""

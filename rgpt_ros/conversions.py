@@ -244,7 +244,8 @@ def region_description_msg(desc):
     return RegionDescription(
         id=int(desc.region_id), area=int(desc.area), label=str(desc.label),
         label_score=float(desc.label_score), caption=str(desc.caption),
-        bbox=RegionOfInterest(x_offset=x, y_offset=y, width=w, height=h))
+        bbox=RegionOfInterest(x_offset=x, y_offset=y, width=w, height=h),
+        reused=bool(desc.reused), age=int(desc.age))
 
 
 def region_array_msg(header, descriptions, tasks, inference_time: float):

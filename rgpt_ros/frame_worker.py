@@ -1,9 +1,14 @@
-"""One inference thread: the newest frame wins, queries wait in a short bounded queue.
+"""One inference thread: the newest frame of each stream wins, queries wait in a bounded queue.
 
 The executor thread only hands work over (O(1), never blocks on the model). A single thread owns
-the model, so frames and queries never run the predictor concurrently. A frame still waiting
-when a newer one arrives is dropped (counted); a query that finds the queue full is refused at
-once, so there is no unbounded queue anywhere.
+the model, so frames and queries never run the predictor concurrently. Each stream has one slot:
+a frame still waiting when a newer one of the same stream arrives is dropped (counted); a query
+that finds the queue full is refused at once, so there is no unbounded queue anywhere.
+
+Several streams share the model fairly: a batch takes the waiting frame of each stream in round
+robin order, at most ``max_batch_frames`` of them, starting after the stream served last. A
+stream that sends ten times as fast as another only keeps its own slot full; the slower one is
+in the next batch at the latest (within ceil(streams / max_batch_frames) batches).
 """
 
 from __future__ import annotations
@@ -11,12 +16,15 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 
 class LatestFrameWorker:
-    """Runs ``process_frame(frame)`` for the newest submitted frame and ``job()`` for queries."""
+    """Runs ``process_frame`` for the newest submitted frame of each stream and ``job()`` for
+    queries. ``batched=False``: ``process_frame(frame)``, one frame at a time (still round robin
+    over streams); ``batched=True``: ``process_frame([frame, ...])`` with up to
+    ``max_batch_frames`` frames, one per stream."""
 
     def __init__(
         self,
@@ -24,14 +32,19 @@ class LatestFrameWorker:
         on_error: Callable[[BaseException], None],
         max_queries: int = 8,
         name: str = "rgpt_worker",
+        batched: bool = False,
     ) -> None:
         self._process_frame = process_frame
         self._on_error = on_error
+        self._batched = batched
         self._cond = threading.Condition()
-        self._frame: Any = None
+        self._frames: dict[Hashable, Any] = {}  # stream -> its newest waiting frame
+        self._order: list[Hashable] = []  # streams in the order first seen (round robin)
+        self._turn = 0  # index into _order where the next batch starts
         self._queries: deque[Callable[[], None]] = deque()
         self.max_queries = max(1, int(max_queries))
-        self.min_period_s = 0.0  # rate limit: least time between the starts of two frames
+        self.max_batch_frames = 1  # frames (one per stream) per batch when batched
+        self.min_period_s = 0.0  # rate limit: least time between the starts of two batches
         self._last_frame_start = 0.0
         self._stop = False
         self.stopping = threading.Event()  # set by stop(): long work polls it to end early
@@ -44,13 +57,16 @@ class LatestFrameWorker:
     def busy(self) -> bool:
         return self._current is not None
 
-    def submit_frame(self, frame: Any) -> bool:
-        """Make ``frame`` the next frame; returns True when it superseded a waiting one."""
+    def submit_frame(self, frame: Any, stream: Hashable = None) -> bool:
+        """Make ``frame`` the next frame of ``stream``; True when it superseded a waiting one
+        of the same stream."""
         with self._cond:
-            superseded = self._frame is not None
+            superseded = stream in self._frames
             if superseded:
                 self.dropped += 1
-            self._frame = frame
+            elif stream not in self._order:
+                self._order.append(stream)
+            self._frames[stream] = frame
             self._cond.notify()
             return superseded
 
@@ -72,18 +88,17 @@ class LatestFrameWorker:
 
     def pending(self) -> int:
         with self._cond:
-            return len(self._queries) + (self._frame is not None)
+            return len(self._queries) + len(self._frames)
 
-    def stop(self, timeout: float = 30.0) -> tuple[bool, list[Callable[[], None]]]:
-        """Stop after the current item (``stopping`` tells it to hurry); returns (a frame was
-        waiting, queries never run)."""
+    def stop(self, timeout: float = 30.0) -> tuple[list[Any], list[Callable[[], None]]]:
+        """Stop after the current item (``stopping`` tells it to hurry); returns (frames that
+        were waiting, queries never run)."""
         self.stopping.set()
         with self._cond:
             self._stop = True
-            dropped = self._frame is not None
-            if dropped:
-                self.dropped += 1
-            self._frame = None
+            dropped = list(self._frames.values())
+            self.dropped += len(dropped)
+            self._frames.clear()
             left = list(self._queries)
             self._queries.clear()
             self._cond.notify()
@@ -100,15 +115,30 @@ class LatestFrameWorker:
                 if self._queries:  # interactive queries first: frames always have a newer one
                     self._current = ("query", self._queries.popleft())
                     return self._current
-                if self._frame is not None:
+                if self._frames:
                     wait = self._last_frame_start + self.min_period_s - time.monotonic()
                     if wait <= 0:
-                        self._current, self._frame = ("frame", self._frame), None
+                        self._current = ("frame", self._take_batch())
                         self._last_frame_start = time.monotonic()
                         return self._current
                     self._cond.wait(wait)
                 else:
                     self._cond.wait()
+
+    def _take_batch(self) -> Any:
+        """Round robin from the stream after the one served last (holds the lock)."""
+        limit = max(1, int(self.max_batch_frames)) if self._batched else 1
+        n, taken, last = len(self._order), [], self._turn
+        for k in range(n):
+            index = (self._turn + k) % n
+            stream = self._order[index]
+            if stream in self._frames:
+                taken.append(self._frames.pop(stream))
+                last = index
+                if len(taken) >= limit:
+                    break
+        self._turn = (last + 1) % n
+        return taken if self._batched else taken[0]
 
     def _run(self) -> None:
         while True:

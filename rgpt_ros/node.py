@@ -1,13 +1,17 @@
 """The RegionGPT lifecycle node: a thin adapter between ROS 2 topics/actions and RGPTPredictor.
 
-configure loads the model (failure: stays unconfigured, logs why); activate creates the
-subscriptions, the query topic and the action; deactivate ends running queries and goals (each
-gets a result), removes them and moves the model off the GPU. Input callbacks only convert and
-hand frames to one worker thread (newest frame wins); the model and SAM never run on the
-executor. SIGINT/SIGTERM stop the worker and end every goal before the ROS context goes.
+One node serves one or many camera streams (``streams`` parameter; streams.py): each stream
+has its topics in its own namespace, its own synchroniser and newest-frame slot; the worker
+runs the newest frame of every stream through one model batch, round robin and bounded
+(``max_batch_frames``). configure loads the model and creates the publishers; activate creates
+the subscriptions, the query topics and the actions; deactivate ends running queries and goals
+(each gets a result), removes them and moves the model off the GPU. Input callbacks only
+convert and hand frames to one worker thread; the model and SAM never run on the executor.
+SIGINT/SIGTERM stop the worker and end every goal before the ROS context goes.
 
-The parts: inputs.py (subscriptions, stamp matching), frames.py (the worker's frame
-processing), queries.py (topic and action queries), parameters.py (the parameter table).
+The parts: streams.py (stream names and state), inputs.py (subscriptions, stamp matching),
+frames.py (the worker's batch processing, answer reuse), queries.py (topic and action
+queries), parameters.py (the parameter table), status.py (per-stream accounting).
 """
 
 from __future__ import annotations
@@ -29,12 +33,13 @@ from regiongpt_ros.msg import NodeStatus, ReferQuery, ReferResult, RegionDescrip
 from sensor_msgs.msg import Image
 
 from .frame_worker import LatestFrameWorker
-from .frames import FramesMixin, ProcessedFrame
+from .frames import FramesMixin
 from .inputs import InputsMixin
 from .jobs import describe_error
 from .parameters import change_policy, check_value, declare_all
 from .queries import QueriesMixin
 from .status import StatusCounters
+from .streams import Stream
 
 NODE_NAME = "rgpt_node"
 SHUTDOWN_REASON = "node shutting down"
@@ -50,29 +55,27 @@ class RGPTNode(InputsMixin, FramesMixin, QueriesMixin, LifecycleNode):
         super().__init__(node_name, **kwargs)
         declare_all(self)
         for name in ("device", "dtype", "encoder_backend", "tasks", "region_source",
-                     "sam_model_type"):
+                     "sam_model_type", "streams"):
             reason = check_value(name, self.get_parameter(name).value)
             if reason:
                 raise ValueError(f"parameter {name}: {reason}")
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._after_set_parameters)
         self.state_label = "unconfigured"
-        self.counters = StatusCounters()
+        self.streams: dict[str, Stream] = {}  # made on configure, from the streams parameter
+        self.counters = StatusCounters(streams=list(self.p("streams")))
         self.predictor = None
         self.sam = None  # SamPrompter when region_source is prompts and sam_checkpoint is set
         self.model_path = ""
         self._worker: LatestFrameWorker | None = None
-        self._latest: ProcessedFrame | None = None
-        self._latest_lock = threading.Lock()
         self._goal_lock = threading.Lock()
         self._subs: list = []
-        self._action: ActionServer | None = None
-        self._pubs: dict[str, Any] = {}
+        self._actions: list[ActionServer] = []
+        self._pubs: dict[str, Any] = {}  # the node's own (status); streams hold theirs
         self._status_timer = None
         self._input_group = MutuallyExclusiveCallbackGroup()
         self._query_group = MutuallyExclusiveCallbackGroup()
         self._action_group = ReentrantCallbackGroup()
-        self._init_inputs()
         self._init_queries()
 
     # ----------------------------------------------------------------------- parameters
@@ -88,11 +91,15 @@ class RGPTNode(InputsMixin, FramesMixin, QueriesMixin, LifecycleNode):
 
     def _after_set_parameters(self, params) -> None:
         for prm in params:
-            if prm.name == "sync_slop" and self._sync is not None:
-                self._sync.set_slop(float(prm.value))
+            if prm.name == "sync_slop":
+                for stream in self.streams.values():
+                    if stream.sync is not None:
+                        stream.sync.set_slop(float(prm.value))
             elif prm.name == "rate_limit" and self._worker is not None:
                 rate = float(prm.value)
                 self._worker.min_period_s = 1.0 / rate if rate > 0 else 0.0
+            elif prm.name == "max_batch_frames" and self._worker is not None:
+                self._worker.max_batch_frames = int(prm.value)
         if any(prm.name in ("max_query_chars", "max_query_tokens") for prm in params):
             self._apply_query_limits()
 
@@ -111,17 +118,23 @@ class RGPTNode(InputsMixin, FramesMixin, QueriesMixin, LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         answers = QoSProfile(depth=RESULT_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
-        self._pubs = {
-            "regions": self.create_publisher(RegionDescriptionArray, "regions", reliable),
-            "refer_result": self.create_publisher(ReferResult, "refer_result", answers),
-            "debug_image": self.create_publisher(Image, "debug_image", 2),
-            "status": self.create_publisher(NodeStatus, "status", reliable),
-        }
+        names = [str(n) for n in self.p("streams")]
+        self.streams = {name: Stream(name) for name in names}
+        for s in self.streams.values():
+            s.pubs = {
+                "regions": self.create_publisher(RegionDescriptionArray, s.topic("regions"),
+                                                 reliable),
+                "refer_result": self.create_publisher(ReferResult, s.topic("refer_result"),
+                                                      answers),
+                "debug_image": self.create_publisher(Image, s.topic("debug_image"), 2),
+            }
+        self.counters.set_streams(names)
+        self._pubs = {"status": self.create_publisher(NodeStatus, "status", reliable)}
         self._status_timer = self.create_timer(float(self.p("status_period")),
                                                self.publish_status)
         self.state_label = "inactive"
         self.get_logger().info(f"configured: model {self.model_path} on "
-                               f"{self.predictor.device}")
+                               f"{self.predictor.device}; streams {names}")
         self.publish_status()
         return TransitionCallbackReturn.SUCCESS
 
@@ -158,22 +171,27 @@ class RGPTNode(InputsMixin, FramesMixin, QueriesMixin, LifecycleNode):
                                     f"device: {describe_error(exc)}")
             return TransitionCallbackReturn.FAILURE
         self.counters.reset()
-        with self._latest_lock:
-            self._latest = None
-        self._worker = LatestFrameWorker(self._process_frame, self._worker_error,
-                                         max_queries=int(self.p("max_pending_queries")))
+        for stream in self.streams.values():
+            stream.forget()
+        self._worker = LatestFrameWorker(self._process_frames, self._worker_error,
+                                         max_queries=int(self.p("max_pending_queries")),
+                                         batched=True)
+        self._worker.max_batch_frames = int(self.p("max_batch_frames"))
         rate = float(self.p("rate_limit"))
         self._worker.min_period_s = 1.0 / rate if rate > 0 else 0.0
         self._create_inputs()
-        self._subs.append(self.create_subscription(
-            ReferQuery, "refer_query", self._on_refer_query,
-            QoSProfile(depth=int(self.p("max_pending_queries")),
-                       reliability=ReliabilityPolicy.RELIABLE),
-            callback_group=self._query_group))
-        self._action = ActionServer(
-            self, RegionQuery, "refer", execute_callback=self._execute_goal,
-            goal_callback=self._on_goal, cancel_callback=lambda _goal: CancelResponse.ACCEPT,
-            callback_group=self._action_group)
+        query_qos = QoSProfile(depth=int(self.p("max_pending_queries")),
+                               reliability=ReliabilityPolicy.RELIABLE)
+        for s in self.streams.values():
+            self._subs.append(self.create_subscription(
+                ReferQuery, s.topic("refer_query"), lambda m, s=s: self._on_refer_query(s, m),
+                query_qos, callback_group=self._query_group))
+            self._actions.append(ActionServer(
+                self, RegionQuery, s.topic("refer"),
+                execute_callback=lambda handle, s=s: self._execute_goal(s, handle),
+                goal_callback=self._on_goal,
+                cancel_callback=lambda _goal: CancelResponse.ACCEPT,
+                callback_group=self._action_group))
         self._accepting = True
         self.state_label = "active"
         self.get_logger().info("activated")
@@ -194,23 +212,23 @@ class RGPTNode(InputsMixin, FramesMixin, QueriesMixin, LifecycleNode):
         self._accepting = False
         for sub in self._subs:
             self.destroy_subscription(sub)
-        self._subs, self._input_subs = [], ()
+        self._subs = []
+        for stream in self.streams.values():
+            stream.input_subs = ()
         worker = self._worker
         if worker is not None:
             self.cancel_queries(reason)
             dropped, left = worker.stop(STOP_TIMEOUT_S)
             self._worker = None
-            if dropped:
-                self.counters.add(frames_dropped=1)
+            for frame in dropped:
+                self.counters.add(frame.stream, frames_dropped=1)
             for job in left:
                 job.refuse(reason)  # each gets its error result
         if not self.wait_goals_ended(STOP_TIMEOUT_S):
             self.get_logger().warning("goals still running after the worker stopped")
-        if self._action is not None:
-            self._action.destroy()
-            self._action = None
-        if self._sync is not None:
-            self._sync.clear()
+        for action in self._actions:
+            action.destroy()
+        self._actions = []
         self._offload_model()
 
     def _restore_model(self) -> None:
@@ -221,8 +239,8 @@ class RGPTNode(InputsMixin, FramesMixin, QueriesMixin, LifecycleNode):
 
     def _offload_model(self) -> None:
         """An inactive node holds no GPU memory (no-ops on the CPU)."""
-        with self._latest_lock:
-            self._latest = None  # its encoded tensors live on the GPU
+        for stream in self.streams.values():
+            stream.forget()  # encoded frames and cached answers hold tensors on the GPU
         for model in (self.predictor, self.sam):
             if model is not None:
                 model.offload()
@@ -246,9 +264,11 @@ class RGPTNode(InputsMixin, FramesMixin, QueriesMixin, LifecycleNode):
         if self._status_timer is not None:
             self.destroy_timer(self._status_timer)
             self._status_timer = None
-        for pub in self._pubs.values():
+        for pub in [*self._pubs.values(),
+                    *(p for s in self.streams.values() for p in s.pubs.values())]:
             self.destroy_publisher(pub)
         self._pubs = {}
+        self.streams = {}
         self.predictor = self.sam = None
 
     # ------------------------------------------------------------------------- status
@@ -270,9 +290,11 @@ def usage() -> str:
 
     lines = ["usage: rgpt_node [--ros-args -p name:=value ... -r image:=/camera/image_raw "
              "-r __ns:=/robot1 --params-file config/rgpt_node.yaml]", "",
-             "RegionGPT lifecycle node. Topics (relative): image (or image/compressed), masks "
-             "(label image, ids <= 0 are background) or prompts, label_map, refer_query in; "
-             "regions, refer_result, debug_image, status out; action refer.", "",
+             "RegionGPT lifecycle node. Topics (relative, per stream S of the streams parameter: "
+             "S/image ...; '' = none): image (or image/compressed), masks (label image, ids <= 0 "
+             "are background) or prompts, label_map, refer_query in; regions, refer_result, "
+             "debug_image out; action refer. Node: status (NodeStatus, per-stream counters in "
+             "its streams field).", "",
              "parameters (default) [when a change takes effect]:"]
     for spec in PARAMS:
         lines.append(f"  {spec.name} ({spec.default!r}) [{spec.policy}]: {spec.description}")

@@ -28,6 +28,8 @@ from rcl_interfaces.msg import (
 
 from rgpt_model.device import DEVICE_HELP, device_name_problem
 
+from .streams import stream_names_problem
+
 TASK_CHOICES = ("classify", "caption", "detailed_caption", "none")
 MAX_NEW_TOKENS_BOUND = 512  # the predictor refuses longer generations
 DTYPE_CHOICES = ("float32", "float16", "bfloat16")
@@ -55,6 +57,26 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("encoder_backend", "torch", "Region encoder (vision + refinement + pooling): "
               "torch, or onnx (ONNX Runtime with TensorRT/CUDA/CPU, whichever is usable; "
               "exported once into the cache).", "unconfigured", choices=("torch", "onnx")),
+    ParamSpec("streams", [""], "Camera streams this one node serves, by name; each name is a "
+              "namespace for its topics (<name>/image, <name>/masks, <name>/regions, "
+              "<name>/refer_query, action <name>/refer ...; remap them to your cameras as usual). "
+              "'' is the node's own namespace: the default [''] is one camera on image, masks, "
+              "regions. Frames of all streams share one model batch (max_batch_frames).",
+              "unconfigured"),
+    ParamSpec("max_batch_frames", 4, "Most frames (one per stream, round robin) the model "
+              "takes in one vision batch and one decoding batch; bounds the time a batch takes.",
+              "live", int_range=(1, 64)),
+    ParamSpec("reuse_iou_threshold", 0.8, "Answer reuse: a region keeps its last label and "
+              "caption (RegionDescription.reused, age) while its mask's IoU with the mask last "
+              "answered is at least this; 0 disables reuse (every region decoded).", "live",
+              float_range=(0.0, 1.0)),
+    ParamSpec("reuse_cosine_threshold", 0.95, "Answer reuse: ... and the cosine similarity of "
+              "its pooled vision feature with the one last answered is at least this; 0 "
+              "disables reuse.", "live", float_range=(0.0, 1.0)),
+    ParamSpec("reuse_max_age", 10, "Answer reuse: ... for at most this many frames of its "
+              "stream, then it is decoded again; 0 disables reuse. Referring answers on a "
+              "stream's latest frame are reused while no candidate region changed.", "live",
+              int_range=(0, 100_000)),
     ParamSpec("region_source", "masks", "Where regions come from: masks (a label image on "
               "`masks`) or prompts (regiongpt_ros/RegionPromptArray boxes/points on `prompts`, "
               "e.g. from a detector: SAM turns them into masks when sam_checkpoint is set, "
@@ -102,8 +124,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               "inactive", int_range=(1, 100)),
     ParamSpec("compressed_input", False, "Subscribe to sensor_msgs/CompressedImage on "
               "image/compressed instead of sensor_msgs/Image on image.", "inactive"),
-    ParamSpec("rate_limit", 0.0, "Most frames per second given to the model (0 = as fast as it "
-              "goes); frames in between are dropped, newest wins.", "live",
+    ParamSpec("rate_limit", 0.0, "Most frames per second given to the model per stream (0 = as "
+              "fast as it goes; one batch takes at most one frame of each stream); frames in "
+              "between are dropped, newest wins.", "live",
               float_range=(0.0, 1000.0)),
     ParamSpec("max_image_width", 4096, "Wider images and masks are rejected before any pixel "
               "is read.", "live", int_range=(1, 65535)),
@@ -148,6 +171,8 @@ def check_value(name: str, value: Any) -> str | None:
     """Reason why ``value`` is not acceptable for ``name`` (choices), or None."""
     if name == "device":
         return device_name_problem(str(value)) or None
+    if name == "streams":
+        return stream_names_problem([str(v) for v in value]) or None
     spec = SPECS.get(name)
     if spec is None or not spec.choices:
         return None

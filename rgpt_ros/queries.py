@@ -1,9 +1,15 @@
 """The query side of the node: refer_query topic and the refer action, both run on the worker.
 
+Each stream has its own: ``<stream>/refer_query`` answered on ``<stream>/refer_result``, and the
+action ``<stream>/refer``; a query runs on that stream's latest frame (or the goal's own image).
 Every query the node receives ends with a result: answered, refused (queue full, node not
 active), failed (with the reason) or canceled. A cancel, a deactivate or a shutdown stops a
 running query between decoding steps; goals are ended (aborted or canceled, with a reason)
 before the action server goes away, so a waiting client always gets its result.
+
+A referring answer about a stream's latest frame is kept with the regions it was computed on;
+the same expression on a later frame gets it back (``reused``) while none of the candidate
+regions changed (same ids, each within the reuse thresholds, at most reuse_max_age frames).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from . import conversions as conv
 from .frames import ProcessedFrame
 from .jobs import QueryJob
 from .parameters import parse_vocabulary
+from .streams import Stream
 
 ACTION_TASKS = ("refer", "describe", "classify", "caption", "ask")
 QUEUE_FULL = "too many pending queries (max_pending_queries); try again later"
@@ -25,7 +32,7 @@ NOT_ACTIVE = "the node is not active; activate it, then ask again"
 
 
 class QueriesMixin:
-    """Query handling of RGPTNode (needs p(), counters, predictor, _worker, _pubs, _latest)."""
+    """Query handling of RGPTNode (needs p(), counters, predictor, streams, _worker)."""
 
     def _init_queries(self) -> None:
         self._accepting = False  # True while active: queries are taken
@@ -57,8 +64,8 @@ class QueriesMixin:
         return self._active_goals == 0
 
     # ------------------------------------------------------------------------ frames
-    def _query_frame(self, image_msg, mask_msg) -> ProcessedFrame:
-        """The frame a query runs on: its own image+masks, or the latest processed frame."""
+    def _query_frame(self, stream: Stream, image_msg, mask_msg) -> ProcessedFrame:
+        """The frame a query runs on: its own image+masks, or the stream's latest frame."""
         from rgpt_model.errors import InvalidQueryError
         from rgpt_model.regions import select_regions
 
@@ -70,25 +77,40 @@ class QueriesMixin:
             ids = select_regions(frame.labels, min_area=int(self.p("min_region_area")),
                                  max_regions=int(self.p("max_regions")))
             return ProcessedFrame(frame.header, frame.rgb, frame.labels, ids)
-        with self._latest_lock:
-            latest = self._latest
+        latest = stream.get_latest()
         if latest is None:
             raise InvalidQueryError("no frame processed yet: publish image and masks first, or "
                                     "send the image and masks with the goal")
         return latest
 
+    def refer_latest(self, stream: Stream, encoded, expression: str, max_new_tokens: int,
+                     should_stop) -> tuple[object, bool]:
+        """(answer, reused) of a referring query on the stream's latest frame: an earlier
+        answer to the same query while no candidate region changed, else a new one."""
+        reuse = self.reuse_for(stream)
+        key = (expression, int(max_new_tokens), tuple(encoded.region_ids))
+        cached = stream.cached_answer(key) if reuse is not None else None
+        if cached is not None and not reuse.changed_since(cached[0], encoded):
+            return cached[1], True
+        answer = self.predictor.refer(encoded, expression, max_new_tokens=max_new_tokens,
+                                      should_stop=should_stop)
+        if reuse is not None:
+            stream.remember_answer(key, reuse.snapshot(encoded), answer)
+        return answer, False
+
     # ------------------------------------------------------------------------- topic
-    def _on_refer_query(self, msg: ReferQuery) -> None:
-        """Topic query: answered on refer_result, always (an error result on failure)."""
+    def _on_refer_query(self, stream: Stream, msg: ReferQuery) -> None:
+        """Topic query: answered on the stream's refer_result, always (an error result on
+        failure)."""
         self.counters.add(queries_received=1)
 
         def run(job: QueryJob) -> ReferResult:
-            frame = self._query_frame(None, None)
-            answer = self.predictor.refer(self.encoded_for(frame, None), msg.expression,
-                                          max_new_tokens=int(self.p("max_new_tokens")),
-                                          should_stop=job.should_stop)
+            frame = self._query_frame(stream, None, None)
+            answer, reused = self.refer_latest(
+                stream, self.encoded_for(frame, None), msg.expression,
+                int(self.p("max_new_tokens")), job.should_stop)
             out = ReferResult(query_id=msg.query_id, expression=msg.expression,
-                              header=frame.header, success=True)
+                              header=frame.header, success=True, reused=reused)
             conv.fill_refer_answer(out, answer)
             return out
 
@@ -101,7 +123,7 @@ class QueriesMixin:
                 self.get_logger().warning(f"query {msg.query_id!r} failed: {out.error}")
             else:
                 self.counters.add(queries_answered=1)
-            pub = self._pubs.get("refer_result")
+            pub = stream.pubs.get("refer_result")
             if pub is not None:
                 pub.publish(out)
 
@@ -116,15 +138,15 @@ class QueriesMixin:
             self._active_goals += 1
         return GoalResponse.ACCEPT
 
-    def _execute_goal(self, goal_handle) -> RegionQuery.Result:
+    def _execute_goal(self, stream: Stream, goal_handle) -> RegionQuery.Result:
         """Action: queue the query on the worker, wait for it, honour cancel."""
         try:
-            return self._serve_goal(goal_handle)
+            return self._serve_goal(stream, goal_handle)
         finally:
             with self._goal_lock:
                 self._active_goals -= 1
 
-    def _serve_goal(self, goal_handle) -> RegionQuery.Result:
+    def _serve_goal(self, stream: Stream, goal_handle) -> RegionQuery.Result:
         goal: RegionQuery.Goal = goal_handle.request
         self.counters.add(queries_received=1)
 
@@ -132,7 +154,7 @@ class QueriesMixin:
             goal_handle.publish_feedback(RegionQuery.Feedback(
                 stage=stage, done=done, total=total, partial_answer=partial))
 
-        job = QueryJob(lambda job: self._run_goal(goal, feedback, job.should_stop))
+        job = QueryJob(lambda job: self._run_goal(stream, goal, feedback, job.should_stop))
         feedback("waiting")
         self._submit(job)
         while not job.done.wait(0.05):
@@ -154,8 +176,9 @@ class QueriesMixin:
             goal_handle.abort()
         return result
 
-    def _run_goal(self, goal: RegionQuery.Goal, feedback, should_stop) -> RegionQuery.Result:
-        """Worker: one action goal on its own frame or the latest one."""
+    def _run_goal(self, stream: Stream, goal: RegionQuery.Goal, feedback,
+                  should_stop) -> RegionQuery.Result:
+        """Worker: one action goal on its own frame or the stream's latest one."""
         from rgpt_model.errors import InvalidQueryError
         from rgpt_model.regions import check_region_count
 
@@ -164,14 +187,18 @@ class QueriesMixin:
             raise InvalidQueryError(f"unknown task {task!r}; use one of {ACTION_TASKS}")
         ids = [int(i) for i in goal.region_ids]
         check_region_count(ids, int(self.p("max_regions")))
-        frame = self._query_frame(goal.image, goal.masks)
+        frame = self._query_frame(stream, goal.image, goal.masks)
         encoded = self.encoded_for(frame, ids)
         total = len(encoded.region_ids)
         tokens = int(goal.max_new_tokens) or int(self.p("max_new_tokens"))
         options = {"max_new_tokens": tokens, "should_stop": should_stop}
         feedback("generating", 0, total)
         out = RegionQuery.Result(query_id=goal.query_id, header=frame.header, success=True)
-        if task == "refer":
+        if task == "refer" and frame is stream.get_latest():
+            answer, out.reused = self.refer_latest(stream, encoded, goal.expression, tokens,
+                                                   should_stop)
+            conv.fill_refer_answer(out, answer)
+        elif task == "refer":
             conv.fill_refer_answer(out, self.predictor.refer(encoded, goal.expression, **options))
         elif task == "ask":
             out.answer = self.predictor.ask(encoded, goal.expression, **options)

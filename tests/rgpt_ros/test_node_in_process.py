@@ -32,8 +32,8 @@ class Calls:
     """What the spies saw: (thread name, detail) per call."""
 
     sam: list = field(default_factory=list)
-    encode: list = field(default_factory=list)
-    describe: list = field(default_factory=list)
+    encode: list = field(default_factory=list)  # one entry per frame encoded
+    decode_rows: list = field(default_factory=list)  # rows of each decoding batch
 
 
 def _spy(obj, name: str, log: list, detail=lambda *a, **k: None) -> None:
@@ -67,8 +67,9 @@ def inproc(ros_context, tiny_model):
         calls = Calls()
         _spy(node.sam, "predict", calls.sam)
         _spy(node.predictor, "encode", calls.encode)
-        _spy(node.predictor, "describe", calls.describe,
-             lambda frame, **kw: (list(frame.region_ids), list(kw["tasks"])))
+        _spy(node.predictor, "encode_many", calls.encode)  # the node's batches (one frame here)
+        _spy(node.predictor, "generate_from_embeds", calls.decode_rows,
+             lambda embeds, *a, **kw: int(embeds.shape[0]))
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
         client = RGPTClient(ns=NS)
         pub = client.node.create_publisher(
@@ -143,13 +144,11 @@ def test_one_encoding_serves_a_frame_and_its_queries(inproc):
 def test_regions_named_by_the_detector_are_not_classified(inproc):
     node, client, pub, calls = inproc
     _settled(node)
-    start = len(calls.describe)
+    start = len(calls.decode_rows)
     stamp = _publish(client, pub, [_box(3, 2, 2, "mug"), _box(4, 30, 20)])
     msg = client.wait_regions(stamp, 30)
     assert msg is not None
     got = {r.id: (r.label, r.label_score, bool(r.caption)) for r in msg.regions}
     assert got[3] == ("mug", 1.0, True) and got[4][0] != "mug"
-    seen = calls.describe[start:]
-    classified = {i for _, (ids, tasks) in seen if "classify" in tasks for i in ids}
-    captioned = {i for _, (ids, tasks) in seen if "caption" in tasks for i in ids}
-    assert classified == {4} and captioned == {3, 4}
+    # one decoding batch: a caption for both regions, a classification for region 4 only
+    assert [rows for _, rows in calls.decode_rows[start:]] == [3]
