@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -34,6 +35,7 @@ from torch.distributed.fsdp import FSDPModule
 
 from rgpt_model.processor import RGPTProcessor
 from rgpt_model.training.distributed import RunProcesses
+from rgpt_model.training.legacy_config import OLD_CHECKPOINT_HEADS
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoint-last"
@@ -59,12 +61,33 @@ def save_single(path: Path, state: dict, processor: RGPTProcessor) -> None:
     tmp = path / (SINGLE_STATE + ".tmp")
     torch.save(state, tmp)
     tmp.replace(path / SINGLE_STATE)
+    shutil.rmtree(path / SHARDED_DIR, ignore_errors=True)  # resumed from one: now stale
     processor.save_pretrained(path)
 
 
 def load_single(path: Path, device: torch.device) -> dict:
     """The dict :func:`save_single` wrote."""
     return torch.load(path / SINGLE_STATE, map_location=device, weights_only=False)
+
+
+def load_single_state(state: dict, model: nn.Module, aux_losses: Mapping[str, nn.Module],
+                      optimizer: torch.optim.Optimizer | None) -> None:
+    """Weights, aux-loss heads, optimizer and RNG of a ``state.pt`` (also one from before the
+    aux-loss registry). Strict, except for :func:`check_missing_weights`."""
+    missing, unexpected = model.load_state_dict(state["model"], strict=False)
+    check_missing_weights(missing)
+    if unexpected:
+        raise RuntimeError(f"checkpoint does not fit the model: unexpected {unexpected[:5]}")
+    saved = dict(state.get("aux_losses") or {})
+    for old, name in OLD_CHECKPOINT_HEADS.items():
+        if state.get(old) is not None:
+            saved.setdefault(name, state[old])
+    for name, aux in aux_losses.items():
+        if name in saved:
+            aux.load_state_dict(saved[name])
+    if state["optimizer"] is not None and optimizer is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"].cpu())  # map_location moved it to the device
 
 
 # ---------------------------------------------------------------------------- sharded

@@ -80,8 +80,8 @@ class RunProcesses:
         messages: list[str | None] = [None] * self.world_size
         dist.all_gather_object(messages, mine)
         failed = "; ".join(f"rank {r}: {m}" for r, m in enumerate(messages) if m is not None)
-        text = (f"distributed training stopped while {where} (rank {self.rank} of "
-                f"{self.world_size} stopping too): {failed}")
+        text = (f"distributed training stopped on rank {self.rank} of {self.world_size} "
+                f"while {where}: {failed}")
         logger.error(text)
         raise DistributedTrainingError(text) from error
 

@@ -55,11 +55,13 @@ def refresh_fsdp_after_freezing(objective: nn.Module) -> None:
 def wrap_with_ddp(objective: nn.Module, procs: RunProcesses) -> DistributedDataParallel:
     """A DDP replica of ``objective`` over the trainable parameters it has now (re-wrap when
     a stage changes them). Unused parameters are expected: an aux loss that does not apply
-    to a batch, CLIP's last norm when its pooled output is not used."""
+    to a batch, CLIP's last norm when its pooled output is not used. Buffers are not synced
+    in the forward pass: that would be a collective a failed forward could not be agreed on
+    after (and the model's buffers are constants)."""
     cuda = procs.device.type == "cuda"
     return DistributedDataParallel(
         objective, device_ids=[procs.device.index] if cuda else None,
-        find_unused_parameters=True, broadcast_buffers=False)
+        find_unused_parameters=True, forward_sync_buffers=False)
 
 
 def gradient_sync(wrapped: nn.Module, sync: bool) -> contextlib.AbstractContextManager:

@@ -38,5 +38,10 @@ def fsdp_mixed_precision(precision: str) -> MixedPrecisionPolicy:
 
 def enable_gradient_checkpointing(model: nn.Module) -> None:
     """Checkpoint every layer of the LLM and of the vision tower (``model`` is an
-    RGPTForCausalLM: transformers sets the flag on each of its sub-models that has one)."""
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    RGPTForCausalLM: transformers sets the flag on each of its sub-models that has one).
+    transformers 5.24 renamed the switch ``activation_checkpointing_enable``."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)

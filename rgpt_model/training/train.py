@@ -5,6 +5,11 @@ the effective ``train_config.yaml`` and, at the end, a loadable model in ``<outp
 (or ``--export DIR``), optionally followed by an evaluation report. Aux losses and
 augmentations come from the modules the config lists under ``plugins`` (imported first; e.g.
 ``research`` for the demo recipe's REC losses, importable from the repository root).
+
+Several processes: ``python -m torch.distributed.run --nproc_per_node N -m
+rgpt_model.training.train --config FILE --set strategy=ddp`` (or ``fsdp``; docs/TRAINING.md).
+Rank 0 logs, prints and writes the shared files; a failed rank's traceback reaches torchrun's
+report through ``@record``.
 """
 
 from __future__ import annotations
@@ -12,9 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from torch.distributed.elastic.multiprocessing.errors import record
+
+from rgpt_model.errors import DistributedTrainingError
 from rgpt_model.training.config import load_config
 from rgpt_model.training.trainer import Trainer
 
@@ -33,34 +42,41 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue from <output_dir>/checkpoint-last when it exists")
     p.add_argument("--export", type=Path, default=None,
                    help="where to save the final model (default <output_dir>/final)")
+    p.add_argument("--stop-after", type=int, default=None, metavar="STEPS",
+                   help="end after this many steps, as an interruption would (the schedule "
+                        "still follows the config's steps); --resume continues the run")
     p.add_argument("--export-only", action="store_true",
                    help="only export <output_dir>/checkpoint-last as a model directory")
     p.add_argument("--eval-scenes", type=int, default=0,
                    help="after training, evaluate on this many synthetic test scenes and write "
                         "eval_report.json into the exported model directory")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.add_argument("--log-level", default="INFO", help="logging level")
+    p.add_argument("--log-level", default="INFO", help="logging level (ranks other than 0 log "
+                   "warnings and errors only)")
     return p
 
 
+@record
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(level=args.log_level.upper() if rank == 0 else "WARNING",
+                        format=f"%(asctime)s %(levelname)s [rank {rank}] %(name)s: %(message)s")
     overrides = list(args.overrides)
     if args.output_dir is not None:
         overrides.append(f"output_dir={args.output_dir}")
     cfg = load_config(args.config, overrides)
     trainer = Trainer(cfg, progress=not args.no_progress)
-    if args.export_only:
-        if not trainer.load_checkpoint():
-            raise SystemExit(f"no checkpoint in {cfg.output_dir}")
-        summary = {"steps": trainer.step, "exported_from_checkpoint": True}
-    else:
-        summary = trainer.train(resume=args.resume)
-    path = trainer.export(args.export)
-    summary["model_dir"] = str(path)
+    try:
+        summary = _train_and_export(trainer, args)
+    except DistributedTrainingError:
+        trainer.close()  # every rank agreed to stop: the group can be left cleanly
+        raise
+    trainer.close()
+    if rank != 0:
+        return 0
+    path = Path(summary["model_dir"])
     (path / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     logging.getLogger(__name__).info("training done: %s", summary)
     if args.eval_scenes:
@@ -72,6 +88,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_report(report, path / "eval_report.json")
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _train_and_export(trainer: Trainer, args: argparse.Namespace) -> dict:
+    """Train (or load the last checkpoint) and export; every rank runs it."""
+    if args.export_only:
+        if not trainer.load_checkpoint():
+            raise SystemExit(f"no checkpoint in {trainer.cfg.output_dir}")
+        summary = {"steps": trainer.step, "exported_from_checkpoint": True}
+    else:
+        summary = trainer.train(resume=args.resume, stop_at=args.stop_after)
+    summary["model_dir"] = str(trainer.export(args.export))
+    return summary
 
 
 if __name__ == "__main__":

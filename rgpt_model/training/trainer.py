@@ -33,7 +33,6 @@ from rgpt_model.training.aux_losses import AuxLoss, AuxLossSetup, build_aux_loss
 from rgpt_model.training.config import TrainConfig, save_config
 from rgpt_model.training.distributed import RunProcesses, init_processes
 from rgpt_model.training.export import lora_config, save_model_directory
-from rgpt_model.training.legacy_config import OLD_CHECKPOINT_HEADS
 from rgpt_model.training.objective import TrainingObjective, answer_tokens
 from rgpt_model.training.parallel import (
     gradient_sync,
@@ -246,35 +245,16 @@ class Trainer:
             self._enter_stage(state["stage_index"])
         if sharded:
             ckpt.load_sharded(path, self.objective, self.optimizer)
+        elif self.cfg.strategy == "fsdp":
+            raise ValueError(f"{path} was written by a single-process run (state.pt); resume "
+                             "it with strategy single or ddp")
         else:
-            self._load_single_state(state)
+            ckpt.load_single_state(state, self.model, self.aux_losses, self.optimizer)
         self.step = int(state["step"])
         self.history = list(state.get("history", []))
         if self.procs.is_main:
             logger.info("resumed from %s at step %d", path, self.step)
         return True
-
-    def _load_single_state(self, state: dict) -> None:
-        """Weights, heads, optimizer and RNG of a ``state.pt``. Strict, except that one from
-        before the mask position encoder existed loads into a model that has one."""
-        if self.cfg.strategy == "fsdp":
-            raise ValueError("this checkpoint was written by a single-process run (state.pt); "
-                             "resume it with strategy single or ddp")
-        missing, unexpected = self.model.load_state_dict(state["model"], strict=False)
-        ckpt.check_missing_weights(missing)
-        if unexpected:
-            raise RuntimeError(f"checkpoint does not fit the model: unexpected "
-                               f"{unexpected[:5]}")
-        saved = dict(state.get("aux_losses") or {})
-        for old, name in OLD_CHECKPOINT_HEADS.items():  # checkpoints from before the registry
-            if state.get(old) is not None:
-                saved.setdefault(name, state[old])
-        for name, aux in self.aux_losses.items():
-            if name in saved:
-                aux.load_state_dict(saved[name])
-        if state["optimizer"] is not None and self.optimizer is not None:
-            self.optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"].cpu())  # map_location moved it to the device
 
     def export(self, path: str | Path | None = None) -> Path:
         """Save a loadable RGPT directory (LoRA merged into the LM) in ``save_dtype``; rank 0
