@@ -40,7 +40,7 @@ class LatestFrameWorker:
         self._cond = threading.Condition()
         self._frames: dict[Hashable, Any] = {}  # stream -> its newest waiting frame
         self._order: list[Hashable] = []  # streams in the order first seen (round robin)
-        self._turn = 0  # index into _order where the next batch starts
+        self._last_served: Hashable = None  # the next batch starts after this stream
         self._queries: deque[Callable[[], None]] = deque()
         self.max_queries = max(1, int(max_queries))
         self.max_batch_frames = 1  # frames (one per stream) per batch when batched
@@ -128,16 +128,16 @@ class LatestFrameWorker:
     def _take_batch(self) -> Any:
         """Round robin from the stream after the one served last (holds the lock)."""
         limit = max(1, int(self.max_batch_frames)) if self._batched else 1
-        n, taken, last = len(self._order), [], self._turn
-        for k in range(n):
-            index = (self._turn + k) % n
-            stream = self._order[index]
+        order = self._order
+        start = order.index(self._last_served) + 1 if self._last_served in order else 0
+        taken = []
+        for k in range(len(order)):
+            stream = order[(start + k) % len(order)]
             if stream in self._frames:
                 taken.append(self._frames.pop(stream))
-                last = index
+                self._last_served = stream
                 if len(taken) >= limit:
                     break
-        self._turn = (last + 1) % n
         return taken if self._batched else taken[0]
 
     def _run(self) -> None:
