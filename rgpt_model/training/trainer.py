@@ -295,7 +295,7 @@ class Trainer:
         counts = procs.sum_or_fail([answer_tokens(b) for b, _ in micro] if error is None
                                    else [0] * cfg.grad_accum, error, where)
         weights = cfg.stage_aux_losses(stage)
-        share = 1.0 / (procs.world_size * cfg.grad_accum)  # this rank's share of the mean
+        shares = procs.world_size * cfg.grad_accum  # this rank's part is 1/shares of it
         part_sums: dict[str, float] = {}
         turns = 0
         for m, (batch, n_turns) in enumerate(micro):
@@ -313,7 +313,7 @@ class Trainer:
                     procs.sum_or_fail([], error, f"the forward pass of step {self.step + 1}")
                 (loss / cfg.grad_accum).backward()
             for k, v in parts.items():
-                part_sums[k] = part_sums.get(k, 0.0) + float(v.detach()) * share
+                part_sums[k] = part_sums.get(k, 0.0) + float(v.detach()) / shares
             turns += n_turns
         params = [p for p in self.model.parameters() if p.requires_grad]
         torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
@@ -329,11 +329,13 @@ class Trainer:
         parts = {n: summed[i] for i, n in enumerate(names) if summed[k + i] > 0}
         return parts, int(summed[2 * k]), summed[2 * k + 1] > 0
 
-    def train(self, resume: bool = False, stop_at: int | None = None) -> dict:
+    def train(self, resume: bool = False, stop_at: int | None = None,
+              checkpoint_at_end: bool = True) -> dict:
         """Run to ``total_steps`` (resuming when asked); returns a summary.
 
         ``stop_at`` ends the run early after that many steps (as an interruption would), with
         a checkpoint to resume from; the schedule still follows ``total_steps``.
+        ``checkpoint_at_end=False`` skips the final checkpoint (benchmarks of 7B models).
         """
         cfg = self.cfg
         main = self.procs.is_main
@@ -393,7 +395,8 @@ class Trainer:
             bar.close()
             if log_file is not None:
                 log_file.close()
-        self.save_checkpoint()
+        if checkpoint_at_end:
+            self.save_checkpoint()
         self.model.eval()
         return {"steps": self.step, "seconds": time.time() - t0,
                 "final_loss": self.history[-1]["loss"] if self.history else None,

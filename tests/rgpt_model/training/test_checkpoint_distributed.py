@@ -16,37 +16,30 @@ from rgpt_model.training.checkpointing import TRAINER_STATE, has_sharded
 from rgpt_model.training.config import load_config
 from rgpt_model.training.trainer import Trainer
 
-from .distributed_runs import (
-    check,
-    exported_weights,
-    logged_losses,
-    max_weight_difference,
-    torchrun,
-    write_config,
-)
+from . import distributed_runs as runs
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     """Four FSDP steps on two processes without a break."""
     tmp = tmp_path_factory.mktemp("fsdp")
-    check(torchrun(write_config(tmp, "run", strategy="fsdp")))
+    runs.check(runs.torchrun(runs.write_config(tmp, "run", strategy="fsdp")))
     return tmp / "run"
 
 
 def test_resume_from_a_sharded_checkpoint_equals_the_uninterrupted_run(uninterrupted,
                                                                        tmp_path):
-    config = write_config(tmp_path, "resumed", strategy="fsdp")
-    check(torchrun(config, "--stop-after", "2"))
+    config = runs.write_config(tmp_path, "resumed", strategy="fsdp")
+    runs.check(runs.torchrun(config, "--stop-after", "2"))
     saved = tmp_path / "resumed" / "checkpoint-last"
     assert has_sharded(saved)
     assert json.loads((saved / TRAINER_STATE).read_text())["step"] == 2
     shutil.copytree(saved, tmp_path / "in_one" / "checkpoint-last")  # for the one-process run
-    check(torchrun(config, "--resume"))
+    runs.check(runs.torchrun(config, "--resume"))
     # exact: the same float32 state, the same data, the same operations
-    assert logged_losses(tmp_path / "resumed") == logged_losses(uninterrupted)
-    assert max_weight_difference(exported_weights(tmp_path / "resumed" / "final"),
-                                 exported_weights(uninterrupted / "final")) == 0.0
+    assert runs.logged_losses(tmp_path / "resumed") == runs.logged_losses(uninterrupted)
+    assert runs.max_weight_difference(runs.exported_weights(tmp_path / "resumed" / "final"),
+                                      runs.exported_weights(uninterrupted / "final")) == 0.0
 
     # the shards of two ranks resume in one process (DCP reshards on load); equal up to the
     # order of float32 sums, as one process and two processes are (test_distributed.py)
@@ -54,9 +47,9 @@ def test_resume_from_a_sharded_checkpoint_equals_the_uninterrupted_run(uninterru
     trainer = Trainer(cfg, progress=False)
     trainer.train(resume=True)
     assert [h["loss"] for h in trainer.history] == pytest.approx(
-        logged_losses(uninterrupted), abs=1e-5, rel=0)
-    assert max_weight_difference(exported_weights(trainer.export()),
-                                 exported_weights(uninterrupted / "final")) < 1e-5
+        runs.logged_losses(uninterrupted), abs=1e-5, rel=0)
+    assert runs.max_weight_difference(runs.exported_weights(trainer.export()),
+                                      runs.exported_weights(uninterrupted / "final")) < 1e-5
 
 
 def test_the_export_of_a_distributed_run_loads_and_answers(uninterrupted):

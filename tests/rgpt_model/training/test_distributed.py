@@ -14,14 +14,7 @@ import pytest
 from rgpt_model.training.config import load_config
 from rgpt_model.training.trainer import Trainer
 
-from .distributed_runs import (
-    check,
-    exported_weights,
-    logged_losses,
-    max_weight_difference,
-    torchrun,
-    write_config,
-)
+from . import distributed_runs as runs
 from .failing_plugin import FAILING_RANK_VARIABLE
 
 RUN = {"grad_accum": 2}
@@ -31,19 +24,19 @@ RUN = {"grad_accum": 2}
 def one_process(tmp_path_factory):
     """The reference: the same config trained in this process (strategy single)."""
     tmp = tmp_path_factory.mktemp("single")
-    trainer = Trainer(load_config(write_config(tmp, "run", **RUN)), progress=False)
+    trainer = Trainer(load_config(runs.write_config(tmp, "run", **RUN)), progress=False)
     trainer.train()
     trainer.export()
     return tmp / "run"
 
 
 def test_ddp_on_two_processes_equals_one_process(one_process, tmp_path):
-    check(torchrun(write_config(tmp_path, "ddp", strategy="ddp", **RUN)))
-    ddp, single = logged_losses(tmp_path / "ddp"), logged_losses(one_process)
+    runs.check(runs.torchrun(runs.write_config(tmp_path, "ddp", strategy="ddp", **RUN)))
+    ddp, single = runs.logged_losses(tmp_path / "ddp"), runs.logged_losses(one_process)
     assert len(ddp) == len(single) == 4
     assert ddp == pytest.approx(single, abs=1e-5, rel=0)
-    assert max_weight_difference(exported_weights(tmp_path / "ddp" / "final"),
-                                 exported_weights(one_process / "final")) < 1e-5
+    assert runs.max_weight_difference(runs.exported_weights(tmp_path / "ddp" / "final"),
+                                      runs.exported_weights(one_process / "final")) < 1e-5
     assert (tmp_path / "ddp" / "checkpoint-last" / "sharded" / ".metadata").is_file()
 
 
@@ -52,11 +45,11 @@ def test_fsdp_on_two_processes_matches_one_process(one_process, tmp_path):
     each rank computes exactly what one process computes on its samples; only the order of
     float32 sums differs (gradients reduce-scattered, the clipping norm summed from shards),
     which moves results by about 1e-7 per step (measured: weights 7e-7 apart after 4 steps)."""
-    check(torchrun(write_config(tmp_path, "fsdp", strategy="fsdp", **RUN)))
-    assert logged_losses(tmp_path / "fsdp") == pytest.approx(logged_losses(one_process),
-                                                              abs=1e-5, rel=0)
-    assert max_weight_difference(exported_weights(tmp_path / "fsdp" / "final"),
-                                 exported_weights(one_process / "final")) < 1e-5
+    runs.check(runs.torchrun(runs.write_config(tmp_path, "fsdp", strategy="fsdp", **RUN)))
+    assert runs.logged_losses(tmp_path / "fsdp") == pytest.approx(
+        runs.logged_losses(one_process), abs=1e-5, rel=0)
+    assert runs.max_weight_difference(runs.exported_weights(tmp_path / "fsdp" / "final"),
+                                      runs.exported_weights(one_process / "final")) < 1e-5
 
 
 @pytest.mark.parametrize(("strategy", "where"), [("ddp", "data"), ("ddp", "forward"),
@@ -69,10 +62,10 @@ def test_a_failing_rank_stops_every_rank_with_a_clear_error(tmp_path, strategy, 
     stage = {"name": "s", "steps": 3, "lr": 0.003, "warmup_steps": 1}
     stage.update({"augmentations": {"fail_in_data": 1.0}} if where == "data"
                  else {"aux_losses": {"fail_in_forward": 1.0}})
-    config = write_config(tmp_path, "fails", strategy=strategy, stages=[stage],
+    config = runs.write_config(tmp_path, "fails", strategy=strategy, stages=[stage],
                           plugins=["tests.rgpt_model.training.failing_plugin"])
     start = time.monotonic()
-    result = torchrun(config, timeout=120, env={FAILING_RANK_VARIABLE: "1"})
+    result = runs.torchrun(config, timeout=120, env={FAILING_RANK_VARIABLE: "1"})
     took = time.monotonic() - start
     out = result.stdout
     assert result.returncode != 0, out[-4000:]

@@ -13,14 +13,8 @@ from rgpt_model.data.synthetic import SceneConfig, generate_scene
 from rgpt_model.training.config import config_from_dict, load_config
 from rgpt_model.training.trainer import Trainer
 
+from . import distributed_runs as runs
 from .conftest import tiny_run_dict
-from .distributed_runs import (
-    check,
-    exported_weights,
-    logged_losses,
-    torchrun,
-    write_config,
-)
 
 # bf16 rounds to 8 significant bits (relative 2^-9 = 0.2 %); the loss averages such roundings
 # over thousands of products and hundreds of answer tokens: measured 2e-5 to 8e-5 relative on
@@ -108,18 +102,18 @@ def _update_disagreement(start: dict[str, torch.Tensor], want: dict[str, torch.T
 def test_fsdp_bf16_with_checkpointing_and_a_lora_stage_matches_one_process(tmp_path):
     """Stage 1 freezes the LLM, stage 2 trains LoRA layers inside FSDP-sharded decoder layers
     (FSDP must re-read which parameters train: parallel.refresh_fsdp_after_freezing)."""
-    config = write_config(tmp_path, "fsdp", **FSDP_BF16, strategy="fsdp")
-    check(torchrun(config))
+    config = runs.write_config(tmp_path, "fsdp", **FSDP_BF16, strategy="fsdp")
+    runs.check(runs.torchrun(config))
     single = Trainer(load_config(config, ["strategy=single",
                                           f"output_dir={tmp_path / 'single'}"]),
                      progress=False)
     start = {k: v.detach().clone() for k, v in single.model.state_dict().items()}
     single.train()
-    assert logged_losses(tmp_path / "fsdp") == pytest.approx(
+    assert runs.logged_losses(tmp_path / "fsdp") == pytest.approx(
         [h["loss"] for h in single.history], rel=BF16_LOSS_RTOL)
-    fsdp_export = exported_weights(tmp_path / "fsdp" / "final")
+    fsdp_export = runs.exported_weights(tmp_path / "fsdp" / "final")
     assert not any("lora" in k for k in fsdp_export)  # merged into the LLM's weights
-    assert _update_disagreement(start, exported_weights(single.export()), fsdp_export) < 0.2
+    assert _update_disagreement(start, runs.exported_weights(single.export()), fsdp_export) < 0.2
     predictor = load_predictor(tmp_path / "fsdp" / "final", device="cpu")
     scene = generate_scene(0, 5, "val", SceneConfig(height=64, width=64))
     masks = np.stack([scene.labels == r.id for r in scene.regions])
