@@ -137,12 +137,9 @@ def _fit_tokenizer(model: RGPTForCausalLM, tokenizer) -> Built:
 
 
 def _load_tokenizer(directory: str | Path, num_region_tokens: int):
-    from transformers import AutoTokenizer
+    from .real_llm import LLMLocation, load_tokenizer
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(directory)
-    except Exception as exc:  # noqa: BLE001
-        raise ModelLoadError(f"cannot load a tokenizer from {directory}: {exc}") from exc
+    tokenizer = load_tokenizer(LLMLocation(Path(directory)))
     add_rgpt_tokens(tokenizer, num_region_tokens)
     return tokenizer
 
@@ -151,9 +148,10 @@ def rgpt_from_llava_model(llava: nn.Module, *, use_refinement: bool = True,
                           patch_merge_factor: int = 1, **config_overrides) -> RGPTForCausalLM:
     """RGPT from an in-memory ``LlavaForConditionalGeneration``: vision tower, projector (->
     connector) and LM are copied, the refiner is fresh. ``patch_merge_factor`` defaults to 1
-    because LLaVA's LM was trained on the full 576-token grid."""
+    because LLaVA's LM was trained on the full 576-token grid; ``vision_feature_layer``
+    defaults to LLaVA's own."""
     lc = llava.config
-    layer = lc.vision_feature_layer
+    layer = config_overrides.pop("vision_feature_layer", lc.vision_feature_layer)
     if not isinstance(layer, int):
         raise ModelLoadError(f"multi-layer vision features ({layer}) are not supported")
     config = RGPTConfig(
@@ -198,30 +196,68 @@ def build_from_llava(llava_dir: str | Path, *, dtype: torch.dtype | None = None,
     return _fit_tokenizer(rgpt_from_llava_model(llava, **config_overrides), tokenizer)
 
 
-def build_from_components(clip_dir: str | Path, llm_dir: str | Path, *,
+# RGPTConfig values that shape a region encoder's weights or its reading of the tower
+REGION_ENCODER_KEYS = ("image_size", "vision_feature_layer", "vision_feature_select_strategy",
+                       "use_refinement", "refiner_hidden_size", "use_mask_encoder",
+                       "mask_encoder_resolution", "use_mask_position", "mask_position_resolution",
+                       "mask_position_scale")
+
+
+def load_vision_side(source: str | Path, dtype: torch.dtype | None = None
+                     ) -> tuple[nn.Module, dict, dict | None]:
+    """(CLIP vision tower, its RGPTConfig settings, a whole region encoder's weights or None).
+
+    ``source``: a CLIP directory (vision-only or full CLIP: the tower alone), or a saved RGPT
+    directory: its whole region encoder (tower, refiner and any additions, with their
+    settings), e.g. the demo model's, trained on the synthetic shapes.
+    """
+    from transformers import AutoConfig, CLIPVisionModel
+
+    source = Path(source)
+    if not (source / "config.json").is_file():
+        raise ModelLoadError(f"{source} has no config.json; expected a local CLIP directory "
+                             "or a saved RGPT directory")
+    try:
+        kind = getattr(AutoConfig.from_pretrained(source), "model_type", None)
+        if kind != "rgpt":
+            return CLIPVisionModel.from_pretrained(source, dtype=dtype), {}, None
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(f"cannot load a CLIP vision tower from {source}: {exc}") from exc
+    donor = load_model(source, dtype=dtype)
+    settings = {k: getattr(donor.config, k) for k in REGION_ENCODER_KEYS}
+    return donor.vision_tower, settings, donor.region_encoder.state_dict()
+
+
+def build_from_components(clip_dir: str | Path, llm: str | Path, *,
                           dtype: torch.dtype | None = None,
                           num_region_tokens: int = DEFAULT_NUM_REGION_TOKENS,
                           **config_overrides) -> Built:
-    """Separate local CLIP (vision or full CLIP) and causal-LM directories, the tokenizer from
-    the LM's; connector and refiner start fresh (stage-1 training trains them)."""
-    from transformers import AutoConfig, AutoModelForCausalLM, CLIPVisionConfig, CLIPVisionModel
+    """A local CLIP or RGPT vision side (see :func:`load_vision_side`) and a causal LM, the
+    tokenizer from the LM's; the connector (and, from a CLIP directory, the refiner) start
+    fresh: stage-1 training trains them.
 
-    for d in (clip_dir, llm_dir):
-        if not (Path(d) / "config.json").is_file():
-            raise ModelLoadError(f"{d} has no config.json; expected a local model directory")
-    tokenizer = _load_tokenizer(llm_dir, num_region_tokens)
-    try:
-        vcfg = CLIPVisionConfig.from_pretrained(clip_dir)
-        tcfg = AutoConfig.from_pretrained(llm_dir)
-        vision = CLIPVisionModel.from_pretrained(clip_dir, dtype=dtype)
-        lm = AutoModelForCausalLM.from_pretrained(llm_dir, dtype=dtype)
-    except Exception as exc:  # noqa: BLE001
-        raise ModelLoadError(f"cannot load CLIP/LLM from {clip_dir}, {llm_dir}: {exc}") from exc
-    config = RGPTConfig(
-        vision_config=vcfg.to_dict(), text_config=tcfg.to_dict(), **config_overrides
-    )
+    ``llm``: a transformers directory, a ``.gguf`` file or ``pkg:<module>/<file>`` (a GGUF
+    inside an installed package, e.g. :data:`rgpt_model.real_llm.SMOLLM2`); see
+    :mod:`rgpt_model.real_llm`.
+    """
+    from .real_llm import load_causal_lm, load_tokenizer, resolve_llm
+
+    location = resolve_llm(llm)
+    tokenizer = load_tokenizer(location)
+    add_rgpt_tokens(tokenizer, num_region_tokens)
+    vision, settings, region_encoder = load_vision_side(clip_dir, dtype=dtype)
+    lm = load_causal_lm(location, dtype=dtype)
+    config = RGPTConfig(vision_config=vision.config.to_dict(), text_config=lm.config.to_dict(),
+                        **{**settings, **config_overrides})
     model = RGPTForCausalLM(config).to(next(lm.parameters()).dtype)
-    model.vision_tower.load_state_dict(vision.state_dict())
+    try:
+        if region_encoder is None:
+            model.vision_tower.load_state_dict(vision.state_dict())
+        else:
+            model.region_encoder.load_state_dict(region_encoder)
+    except RuntimeError as exc:
+        raise ModelLoadError(f"the region encoder of {clip_dir} does not fit the settings "
+                             f"{config_overrides}: {exc}") from exc
     model.language_model.load_state_dict(lm.state_dict())
     return _fit_tokenizer(model, tokenizer)
 

@@ -116,7 +116,7 @@ def scratch_config(cfg: TrainConfig, tokenizer) -> RGPTConfig:
         mask_position_scale=m.mask_position_scale,
         region_placeholder_identity=m.region_placeholder_identity,
         region_identity_scale=m.region_identity_scale,
-        vision_feature_layer=m.vision_feature_layer,
+        vision_feature_layer=-1 if m.vision_feature_layer is None else m.vision_feature_layer,
         image_token_id=vocab["<image>"],
         region_token_ids=region_token_ids(tokenizer),
         freeze_vision_tower=m.freeze_vision_tower,
@@ -140,6 +140,11 @@ def build_model(cfg: TrainConfig) -> tuple[RGPTForCausalLM, RGPTProcessor]:
             for path in cfg.data.jsonl:
                 for rec in read_jsonl(path):
                     texts += [t["value"] for t in rec["conversations"]]
+        elif cfg.data.source == "annotations":
+            from rgpt_model.training.annotation_source import annotation_records
+
+            texts += [t["value"] for recs in annotation_records(cfg.data).values()
+                      for rec in recs for t in rec["conversations"]]
         tokenizer = build_word_tokenizer(texts, num_region_tokens=m.num_region_tokens)
         model, processor = build_from_config(scratch_config(cfg, tokenizer), tokenizer)
         if m.sincos_position_init > 0:
@@ -154,6 +159,10 @@ def build_model(cfg: TrainConfig) -> tuple[RGPTForCausalLM, RGPTProcessor]:
     common = {"dtype": torch.float32, "num_region_tokens": m.num_region_tokens,
               "patch_merge_factor": m.patch_merge_factor,
               "freeze_vision_tower": m.freeze_vision_tower}
+    if cfg.data.source == "synthetic":  # the predictor's default label set
+        common["label_vocabulary"] = list(SHAPES)
+    if m.vision_feature_layer is not None:  # else the source's own (LLaVA's, RGPT's, -2)
+        common["vision_feature_layer"] = m.vision_feature_layer
     if m.source == "llava":
         return build_from_llava(m.path, **common)
     if m.clip_path is None:

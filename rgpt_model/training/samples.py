@@ -214,7 +214,9 @@ def encode_conversation(
     rows: list[int] = []
     rec_positions: list[tuple[int, int, int]] = []
     bos = tokenizer.bos_token_id
-    if bos is not None:
+    # only where the tokenizer itself starts a text with it, as the processor's prompts do at
+    # inference (Llama and word tokenizers do; SmolLM2's BOS is a chat-template token)
+    if bos is not None and tokenizer("", add_special_tokens=True)["input_ids"][:1] == [bos]:
         ids.append(bos)
         labels.append(IGNORE_INDEX)
     eos = tokenizer.eos_token_id
