@@ -1,5 +1,8 @@
 """COCO-style instance annotations -> JSONL region records (classification, region captions).
 
+The same reader takes LVIS v1 (``lvis_v1_train.json``: images named by ``coco_url``, no
+``iscrowd``, names such as ``aerosol_can``) and V3Det (COCO layout, boxes only).
+
 Masks are stored as compressed COCO RLE (polygons, uncompressed RLE and bbox-only annotations
 are converted with pycocotools), keyed by annotation id, so a record is self-contained.
 Region captions are taken from an annotation's ``caption`` (string) or ``captions`` (list)
@@ -58,8 +61,8 @@ def ann_to_rle(ann: dict, height: int, width: int) -> dict:
 
 
 def category_names(coco: dict) -> dict[int, str]:
-    """Category id -> name."""
-    return {int(c["id"]): c["name"] for c in coco.get("categories", [])}
+    """Category id -> name, underscores read as spaces (LVIS writes ``aerosol_can``)."""
+    return {int(c["id"]): c["name"].replace("_", " ") for c in coco.get("categories", [])}
 
 
 def class_names(coco: dict) -> list[str]:
@@ -83,8 +86,13 @@ def index_annotations(
 
 
 def image_path(img: dict, image_root: str | Path) -> str:
-    """Path of an image entry under ``image_root`` (kept relative when the root is)."""
-    return (Path(image_root) / img["file_name"]).as_posix() if str(image_root) else img["file_name"]
+    """Path of an image entry under ``image_root`` (kept relative when the root is).
+
+    LVIS entries have no ``file_name``: their ``coco_url``'s last two parts
+    (``train2017/000000391895.jpg``) are taken, under the COCO root.
+    """
+    name = img.get("file_name") or "/".join(img["coco_url"].rstrip("/").split("/")[-2:])
+    return (Path(image_root) / name).as_posix() if str(image_root) else name
 
 
 def _captions(ann: dict) -> list[str]:

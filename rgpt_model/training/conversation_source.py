@@ -38,6 +38,11 @@ class ConversationSource:
                     self.roots.append(Path(path).parent)
             if not self.records:
                 raise ValueError(f"no records in {d.jsonl}")
+        elif d.source == "annotations":  # the datasets' own files, as records of that format
+            from rgpt_model.training.annotation_source import annotation_records
+
+            self.records = [r for recs in annotation_records(d).values() for r in recs]
+            self.roots = [None] * len(self.records)
 
     def batch(self, step: int, micro: int, stage: StageSpec | None = None,
               part: slice | None = None) -> list[Conversation]:
