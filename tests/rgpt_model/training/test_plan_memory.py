@@ -1,0 +1,76 @@
+"""The planner's memory formula against the measured peak memory of real training steps.
+
+Measured: the peak resident set size of a fresh process running the trainer, over its RSS
+before the model was built (plan_memory_probe.py; torch's CPU allocator keeps no statistics
+and tracemalloc cannot see it, so RSS it is, with glibc told to give every tensor its own
+mapping). Three runs of a scratch model on the CPU in float32, each dominated by another
+term of the formula: a stage that trains the whole LLM (weights, gradients, AdamW state),
+a stage-1 run with the LLM frozen and long batches (activations of a frozen LLM), and the
+same with gradient checkpointing (layer inputs plus one layer recomputed, and the logits).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rgpt_model.training.config import config_from_dict
+from rgpt_model.training.plan import Workload, bytes_per_gpu, model_geometry
+
+PROBE = Path(__file__).with_name("plan_memory_probe.py")
+TOLERANCE = 0.20  # the issue's bound
+
+FULL_LM = {
+    "model": {"text": {"hidden_size": 512, "intermediate_size": 1376, "num_hidden_layers": 6,
+                       "num_attention_heads": 8, "num_key_value_heads": 8}},
+    "images_per_step": 2,
+    "data": {"max_turns": 1},
+    "stages": [{"name": "full", "steps": 2, "lr": 1e-4, "warmup_steps": 1,
+                "train": ["refiner", "connector", "lm"], "lm_mode": "full"}],
+}
+FROZEN_LM = {
+    "model": {"text": {"hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 4,
+                       "num_attention_heads": 4, "num_key_value_heads": 2}},
+    "images_per_step": 24,
+    "data": {"max_turns": 6},
+    "stages": [{"name": "stage1", "steps": 2, "lr": 1e-3, "warmup_steps": 1,
+                "train": ["refiner", "connector"], "lm_mode": "frozen"}],
+}
+
+
+def _measure(tmp_path: Path, overrides: dict) -> tuple[dict, dict]:
+    run = {"output_dir": str(tmp_path / "run"), "num_threads": 1, "save_every": 0,
+           "log_every": 1, **overrides}
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"config": run}))
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(PROBE), str(spec)], capture_output=True,
+                          text=True, env=env, timeout=240, cwd=Path(__file__).parents[3])
+    assert done.returncode == 0, done.stderr[-3000:]
+    return run, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("case,checkpointing", [("full_lm", False), ("frozen_lm", False),
+                                                ("frozen_lm", True)])
+def test_planner_within_20_percent_of_measured_peak(tmp_path, case, checkpointing):
+    overrides = dict(FULL_LM if case == "full_lm" else FROZEN_LM)
+    overrides["gradient_checkpointing"] = checkpointing
+    run, measured = _measure(tmp_path, overrides)
+    cfg = config_from_dict(run)
+    geometry = model_geometry(cfg)
+    assert geometry.vocab == measured["vocab"] + 0  # the same tokenizer as the probe's
+    batch, seq, masks = (max(s[i] for s in measured["shapes"]) for i in range(3))
+    work = Workload(gpus=1, strategy="single", precision="fp32", micro_batch=batch,
+                    seq_len=seq, regions=-(-masks // batch))
+    planned = bytes_per_gpu(geometry, cfg.stages[0], work, checkpointing)
+    total = sum(planned.values())
+    ratio = total / measured["measured"]
+    detail = {k: round(v / 2**20, 1) for k, v in planned.items()}
+    assert abs(ratio - 1) <= TOLERANCE, (
+        f"{case} (checkpointing {checkpointing}): planned {total / 2**20:.0f} MiB {detail}, "
+        f"measured {measured['measured'] / 2**20:.0f} MiB (ratio {ratio:.2f})")
