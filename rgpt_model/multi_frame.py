@@ -82,7 +82,8 @@ def describe_options(predictor, tasks: Sequence[str] | str, vocabulary: Sequence
 @torch.no_grad()
 def encode_many(predictor, items: Sequence[tuple]) -> list[EncodedFrame]:
     """Encode ``(image, masks, region_ids)`` frames with one region-encoder call (see module
-    docstring); arguments as for ``RGPTPredictor.encode``, results in ``items`` order."""
+    docstring); arguments as for ``RGPTPredictor.encode``, results in ``items`` order.
+    Also ``RGPTPredictor.encode_many``."""
     predictor.restore()
     processor = predictor.processor
     pixels, mask_ts, stacks, ids, sizes = [], [], [], [], []
@@ -224,12 +225,18 @@ def describe_many(
     classified; their captions still run). ``reuse``: per frame (one stream each), the
     stream's AnswerReuse or None; unchanged regions come back with ``reused=True``.
     Results per frame, in each frame's region order; equal to ``describe`` frame by frame.
+    Also ``RGPTPredictor.describe_many``.
     """
     options = describe_options(predictor, tasks, vocabulary, max_new_tokens)
+    predictor.restore()
     frames = list(frames)
     named_maps = [{int(i): str(v) for i, v in (m or {}).items()}
                   for m in _per_frame(named, len(frames), "named", None)]
     reusers = _per_frame(reuse, len(frames), "reuse", None)
+    streams = [id(r) for r in reusers if r is not None]
+    if len(streams) != len(set(streams)):
+        raise InvalidQueryError("one AnswerReuse serves one stream: give each frame of a batch "
+                                "its own stream's object (its next frame goes in the next call)")
     plans = [r.plan(f, key=options.key, named=m) if r is not None else None
              for f, r, m in zip(frames, reusers, named_maps, strict=True)]
     work = [f if plan is None or len(plan.decode_ids) == len(f) else f.select(plan.decode_ids)

@@ -28,13 +28,12 @@ probability of the answer that selected the region.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
 from . import prompts
-from .answer_reuse import AnswerReuse
 from .decoding import DECODERS
 from .encoded_frame import EncodedFrame
 from .errors import InvalidQueryError
@@ -177,10 +176,7 @@ class RGPTPredictor:
         """
         return encode_many(self, [(image, masks, region_ids)])[0]
 
-    def encode_many(self, items: Sequence[tuple]) -> list[EncodedFrame]:
-        """Encode several ``(image, masks, region_ids)`` frames (e.g. one per camera) with one
-        vision batch (:func:`rgpt_model.multi_frame.encode_many`)."""
-        return encode_many(self, items)
+    encode_many = encode_many  # (items): [(image, masks, region_ids), ...] -> frames
 
     def _frame(self, source, masks, region_ids: Sequence[int] | None) -> EncodedFrame:
         """The frame a task runs on: ``source`` itself, or ``source`` (an image) encoded."""
@@ -281,24 +277,8 @@ class RGPTPredictor:
         return self.describe_many([frame], tasks=tasks, vocabulary=vocabulary,
                                   max_new_tokens=max_new_tokens, should_stop=should_stop)[0]
 
-    def describe_many(
-        self,
-        frames: Sequence[EncodedFrame],
-        *,
-        tasks: Sequence[str] = ("classify", "caption"),
-        vocabulary: Sequence[str] | None = None,
-        max_new_tokens: int = 32,
-        should_stop: ShouldStop = None,
-        named: Sequence[Mapping[int, str] | None] | None = None,
-        reuse: Sequence[AnswerReuse | None] | None = None,
-    ) -> list[list[RegionDescription]]:
-        """:meth:`describe` for several encoded frames (e.g. one per camera) in one decoding
-        batch; ``named`` (per frame: id -> known label, not classified) and ``reuse`` (per
-        frame: its stream's AnswerReuse) as in :func:`rgpt_model.multi_frame.describe_many`."""
-        self.restore()
-        return describe_many(self, frames, tasks=tasks, vocabulary=vocabulary,
-                             max_new_tokens=max_new_tokens, should_stop=should_stop,
-                             named=named, reuse=reuse)
+    # several frames (e.g. one per camera): one vision batch, one decoding batch, reuse
+    describe_many = describe_many  # (frames, *, tasks, vocabulary, ..., named, reuse)
 
     def refer(
         self,

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from rgpt_model.answer_reuse import AnswerReuse
 from rgpt_model.data.synthetic import SceneConfig, generate_scene
 from rgpt_model.errors import InvalidQueryError, QueryCancelledError
 from rgpt_model.regions import describe_regions
@@ -117,6 +118,9 @@ def test_frames_without_regions_and_bad_arguments(predictor):
     assert predictor.describe_many([], tasks=("classify",)) == []
     with pytest.raises(InvalidQueryError, match="1 entries for 2 frames"):
         predictor.describe_many(frames, tasks=("classify",), named=[{}])
+    shared = AnswerReuse()
+    with pytest.raises(InvalidQueryError, match="one AnswerReuse serves one stream"):
+        predictor.describe_many(frames, tasks=("classify",), reuse=[shared, shared])
     with pytest.raises(InvalidQueryError, match="unknown task"):
         predictor.describe_many(frames, tasks=("dance",))
     with pytest.raises(TypeError, match=r"\(image, masks, region_ids\)"):
