@@ -127,6 +127,18 @@ def test_bad_settings_are_refused():
     assert mask_iou(np.zeros((1, 2, 2), bool), np.zeros((1, 2, 2), bool)).tolist() == [0.0]
 
 
+def test_iou_and_a_new_frame_size():
+    a, b = _frame({1: (0, 0), 2: (20, 30)}), _frame({1: (0, 1), 2: (25, 30)})
+    assert mask_iou(a.masks, b.masks) == pytest.approx([90 / 110, 50 / 150])
+    assert mask_iou(a.masks[:0], b.masks[:0]).shape == (0,)
+    reuse = AnswerReuse(0.5, 0.5, 10)
+    _step(reuse, a, "f0")
+    wider = EncodedFrame(a.global_embeds, a.region_embeds, a.region_features, a.region_ids,
+                         np.pad(a.masks, ((0, 0), (0, 0), (0, 4))), (40, 64))
+    assert reuse.plan(wider).decode_ids == [1, 2]
+    assert reuse.changed_since(reuse.snapshot(a), wider)
+
+
 # ------------------------------------------------------------------- with the real model
 def _lm_calls(predictor):
     calls = []
