@@ -12,11 +12,19 @@ import copy
 from pathlib import Path
 
 import torch
-from transformers.initialization import no_init_weights
 
 from rgpt_model.modeling import RGPTForCausalLM
 from rgpt_model.processor import RGPTProcessor
 from rgpt_model.training.config import LoraSpec, TrainConfig, save_config
+
+
+def _no_init_weights():
+    """transformers' context that skips random initialisation (moved in transformers 5)."""
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:
+        from transformers.modeling_utils import no_init_weights
+    return no_init_weights()
 
 
 def lora_config(spec: LoraSpec):
@@ -37,7 +45,7 @@ def save_model_directory(state: dict[str, torch.Tensor], model_config, processor
     # built in the saved dtype (half the memory of a 7B export in bf16); LoRA merges in fp32
     torch.set_default_dtype(torch.float32 if lora else dtype)
     try:
-        with no_init_weights():  # every weight is overwritten below
+        with _no_init_weights():  # every weight is overwritten below
             model = RGPTForCausalLM(config)
     finally:
         torch.set_default_dtype(previous)

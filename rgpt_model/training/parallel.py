@@ -10,6 +10,7 @@ the trainer scales each rank's loss to make that average the loss of the global 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 
 from torch import nn
@@ -59,9 +60,12 @@ def wrap_with_ddp(objective: nn.Module, procs: RunProcesses) -> DistributedDataP
     in the forward pass: that would be a collective a failed forward could not be agreed on
     after (and the model's buffers are constants)."""
     cuda = procs.device.type == "cuda"
+    # torch 2.13 renamed broadcast_buffers (and warns about the old name)
+    no_sync = ("forward_sync_buffers" if "forward_sync_buffers" in
+               inspect.signature(DistributedDataParallel).parameters else "broadcast_buffers")
     return DistributedDataParallel(
         objective, device_ids=[procs.device.index] if cuda else None,
-        find_unused_parameters=True, forward_sync_buffers=False)
+        find_unused_parameters=True, **{no_sync: False})
 
 
 def gradient_sync(wrapped: nn.Module, sync: bool) -> contextlib.AbstractContextManager:

@@ -9,7 +9,7 @@ augmentations come from the modules the config lists under ``plugins`` (imported
 Several processes: ``python -m torch.distributed.run --nproc_per_node N -m
 rgpt_model.training.train --config FILE --set strategy=ddp`` (or ``fsdp``; docs/TRAINING.md).
 Rank 0 logs, prints and writes the shared files; a failed rank's traceback reaches torchrun's
-report through ``@record``.
+report through ``@record`` (torch.distributed.elastic).
 """
 
 from __future__ import annotations
@@ -56,7 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-@record
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -103,4 +102,6 @@ def _train_and_export(trainer: Trainer, args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # torchrun's @record writes a failing rank's traceback for its report (applied here only:
+    # it turns the SystemExit(0) of --help into a return, which callers of main() do not want)
+    raise SystemExit(record(main)())

@@ -274,9 +274,8 @@ class Trainer:
         """Every loss part a step of the current stage can log, in the order it adds them."""
         stage = self.cfg.stages[self.stage_index]
         names = list(self.cfg.stage_aux_losses(stage))
-        first = [n for n in names if not self.aux_losses[n].needs_lm]
-        later = [n for n in names if self.aux_losses[n].needs_lm] if stage.lm_loss else []
-        return first + (["lm"] if stage.lm_loss else []) + later
+        later = [n for n in names if self.aux_losses[n].needs_lm]
+        return [n for n in names if n not in later] + (["lm", *later] if stage.lm_loss else [])
 
     def _train_step(self, batches, over_time: bool) -> tuple[dict[str, float], int, bool]:
         """One optimizer step on this rank's micro-batches; returns the step's loss parts and
@@ -287,8 +286,6 @@ class Trainer:
         error = None
         try:
             micro = next(batches)
-        except StopIteration:
-            raise
         except Exception as e:  # noqa: BLE001 - every rank must learn of it, then it is raised
             error = e
         where = f"preparing the data of step {self.step + 1}"
