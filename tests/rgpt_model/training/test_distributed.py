@@ -10,14 +10,45 @@ from __future__ import annotations
 import time
 
 import pytest
+import torch
 
-from rgpt_model.training.config import load_config
+from rgpt_model.training.builder import build_model
+from rgpt_model.training.config import config_from_dict, load_config
+from rgpt_model.training.step_batches import StepBatches
 from rgpt_model.training.trainer import Trainer
 
 from . import distributed_runs as runs
+from .conftest import tiny_run_dict
 from .failing_plugin import FAILING_RANK_VARIABLE
 
 RUN = {"grad_accum": 2}
+
+
+def _samples(batch: dict[str, torch.Tensor]) -> list[tuple[list[int], torch.Tensor]]:
+    """(unpadded token ids, pixels) of each sample of a collated batch."""
+    return [(ids[mask.bool()].tolist(), pix) for ids, mask, pix in
+            zip(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], strict=True)]
+
+
+@pytest.mark.parametrize("augmentations", [{}, {"grey_repaint": 0.5}])
+def test_the_ranks_slices_of_a_micro_batch_are_the_one_process_micro_batch(tmp_path,
+                                                                           augmentations):
+    """Sample k of (step, micro-batch) is the same image and conversation for any number of
+    ranks, also when augmentations draw from the micro-batch's random stream."""
+    cfg = config_from_dict(tiny_run_dict(tmp_path, images_per_step=6))
+    cfg.stages[0].augmentations = augmentations
+    cfg.data.task_weights = {"classify": 1.0}  # grey repaints apply to label conversations
+    model, processor = build_model(cfg)
+    ids = model.config.region_token_ids
+    whole = _samples(StepBatches(cfg, processor, ids).make_batch(3, 1)[0])
+    for world in (2, 3):
+        parts = [_samples(StepBatches(cfg, processor, ids, rank, world).make_batch(3, 1)[0])
+                 for rank in range(world)]
+        joined = [sample for part in parts for sample in part]
+        assert [t for t, _ in joined] == [t for t, _ in whole]
+        assert all(torch.equal(a, b) for (_, a), (_, b) in zip(joined, whole, strict=True))
+    with pytest.raises(ValueError, match="do not split evenly over 4 ranks"):
+        StepBatches(cfg, processor, ids, 0, 4)
 
 
 @pytest.fixture(scope="module")
