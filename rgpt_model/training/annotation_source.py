@@ -26,7 +26,7 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from rgpt_model.training.config import DataSpec
+from rgpt_model.training.config import DataSpec, add_config_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -161,9 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "JSONL files (one per reader), e.g. to inspect them or to train from "
                     "them with data.source: jsonl.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("config", type=Path, help="YAML run config (data.source: annotations)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set data.coco_root=/datasets/coco")
+    add_config_arguments(p, "override a config key, e.g. --set data.coco_root=/datasets/coco")
     p.add_argument("--out", type=Path, required=True, help="folder for <reader>.jsonl files")
     return p
 

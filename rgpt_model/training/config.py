@@ -350,6 +350,15 @@ def _set_dotted(data: dict, dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def add_config_arguments(parser, help_set: str = "override a config key, as the trainer's --set"
+                         ) -> None:
+    """The positional ``config`` (a YAML run config) and repeatable ``--set KEY=VALUE``
+    overrides of the tools that read a run config as :func:`load_config` takes them."""
+    parser.add_argument("config", type=Path, help="YAML run config")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help=help_set)
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
     """Read a YAML run config; ``overrides`` are ``a.b=value`` strings (value parsed as YAML).
 

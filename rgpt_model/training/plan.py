@@ -29,7 +29,12 @@ from pathlib import Path
 import torch
 
 from rgpt_model.config import RGPTConfig
-from rgpt_model.training.config import StageSpec, TrainConfig, load_config
+from rgpt_model.training.config import (
+    StageSpec,
+    TrainConfig,
+    add_config_arguments,
+    load_config,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -340,9 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "and without gradient checkpointing), tokens per step and expected time "
                     "of every stage of a run config. Reads no weights.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("config", type=Path, help="YAML run config")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, as the trainer's --set")
+    add_config_arguments(p)
     p.add_argument("--gpus", type=int, default=1, help="GPUs (ranks) of the run")
     p.add_argument("--gpu-memory", type=float, default=80.0, help="GiB per GPU")
     p.add_argument("--strategy", choices=("config", "single", "ddp", "fsdp"), default="config",

@@ -25,22 +25,22 @@ from rgpt_model.training.plan import Workload, bytes_per_gpu, model_geometry
 PROBE = Path(__file__).with_name("plan_memory_probe.py")
 TOLERANCE = 0.20  # the issue's bound
 
-FULL_LM = {
-    "model": {"text": {"hidden_size": 512, "intermediate_size": 1376, "num_hidden_layers": 6,
-                       "num_attention_heads": 8, "num_key_value_heads": 8}},
-    "images_per_step": 2,
-    "data": {"max_turns": 1},
-    "stages": [{"name": "full", "steps": 2, "lr": 1e-4, "warmup_steps": 1,
-                "train": ["refiner", "connector", "lm"], "lm_mode": "full"}],
-}
-FROZEN_LM = {
-    "model": {"text": {"hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 4,
-                       "num_attention_heads": 4, "num_key_value_heads": 2}},
-    "images_per_step": 24,
-    "data": {"max_turns": 6},
-    "stages": [{"name": "stage1", "steps": 2, "lr": 1e-3, "warmup_steps": 1,
-                "train": ["refiner", "connector"], "lm_mode": "frozen"}],
-}
+
+def _run(text: tuple[int, int, int, int, int], images: int, turns: int, train: list[str],
+         lm_mode: str, lr: float) -> dict:
+    """Overrides of a scratch run: LLM (hidden, MLP, layers, heads, kv heads), batch, one stage."""
+    keys = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+            "num_key_value_heads")
+    return {"model": {"text": dict(zip(keys, text, strict=True))}, "images_per_step": images,
+            "data": {"max_turns": turns},
+            "stages": [{"name": lm_mode, "steps": 2, "lr": lr, "warmup_steps": 1,
+                        "train": train, "lm_mode": lm_mode}]}
+
+
+# weights, gradients and AdamW state dominate: the whole LLM trains on short batches
+FULL_LM = _run((512, 1376, 6, 8, 8), 2, 1, ["refiner", "connector", "lm"], "full", 1e-4)
+# activations dominate: stage 1, the LLM frozen, 24 images of six turns a step
+FROZEN_LM = _run((256, 688, 4, 4, 2), 24, 6, ["refiner", "connector"], "frozen", 1e-3)
 
 
 def _measure(tmp_path: Path, overrides: dict) -> tuple[dict, dict]:
