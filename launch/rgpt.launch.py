@@ -3,6 +3,9 @@
     ros2 launch regiongpt_ros rgpt.launch.py namespace:=robot1 image:=/camera/color/image_raw \
         masks:=/segmenter/labels params_file:=/path/to/rgpt_node.yaml device:=cuda
 
+One node for several cameras: streams:=front:/front/image_raw:/front/labels,rear (each NAME or
+NAME:IMAGE_TOPIC:REGIONS_TOPIC; see docs/MULTI_STREAM.md).
+
 model_path, device, dtype and autostart override the params file only when given; left out,
 the file's values stand. The node configures and activates itself unless autostart is false
 (then a lifecycle manager drives it). What is passed to the node is decided by
