@@ -299,3 +299,23 @@ def test_annotations_are_a_training_source(roots, tiny_model_dir):
     supervised = [processor.tokenizer.decode([t for t in row if t >= 0], skip_special_tokens=True)
                   for row in batch["labels"].tolist()]
     assert all(s.strip() for s in supervised)  # every sequence carries its answer
+
+
+def test_command_line_writes_each_readers_records_as_jsonl(roots, tmp_path):
+    import yaml
+
+    from rgpt_model.data.jsonl_format import load_jsonl
+    from rgpt_model.training import annotation_source
+
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"data": {"source": "annotations",
+                                               "annotations": ["vg", "refcocog"]}}))
+    assert annotation_source.main([str(config), "--out", str(tmp_path / "out"),
+                                   "--set", f"data.vg_root={roots['vg']}",
+                                   "--set", f"data.refcoco_root={roots['refer']}",
+                                   "--set", f"data.coco_root={roots['coco']}"]) == 0
+    vg = load_jsonl(tmp_path / "out" / "vg.jsonl")
+    assert [r["conversations"][1]["value"] for r in vg][:1] == ["the clock is green in colour"]
+    assert len(load_jsonl(tmp_path / "out" / "refcocog.jsonl")) == 4
+    image, _ = load_record(vg[0], tmp_path / "out")  # absolute image paths
+    assert image[0, 0, 0] == 40
