@@ -26,7 +26,7 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from rgpt_model.training.config import DataSpec, add_config_arguments
+from rgpt_model.training.config import DataSpec, config_tool_parser
 
 logger = logging.getLogger(__name__)
 
@@ -155,13 +155,11 @@ def annotation_records(data: DataSpec) -> dict[str, Records]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m rgpt_model.training.annotation_source",
-        description="Write the records a run config's data.annotations readers produce as "
-                    "JSONL files (one per reader), e.g. to inspect them or to train from "
-                    "them with data.source: jsonl.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_config_arguments(p, "override a config key, e.g. --set data.coco_root=/datasets/coco")
+    p = config_tool_parser(
+        "python -m rgpt_model.training.annotation_source",
+        "Write the records a run config's data.annotations readers produce as JSONL files "
+        "(one per reader), e.g. to inspect them or to train from them with data.source: jsonl.",
+        "override a config key, e.g. --set data.coco_root=/datasets/coco")
     p.add_argument("--out", type=Path, required=True, help="folder for <reader>.jsonl files")
     return p
 

@@ -7,6 +7,7 @@ dataclasses below; unknown keys are an error so typos do not pass silently.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -350,13 +351,18 @@ def _set_dotted(data: dict, dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
-def add_config_arguments(parser, help_set: str = "override a config key, as the trainer's --set"
-                         ) -> None:
-    """The positional ``config`` (a YAML run config) and repeatable ``--set KEY=VALUE``
-    overrides of the tools that read a run config as :func:`load_config` takes them."""
+def config_tool_parser(prog: str, description: str,
+                       help_set: str = "override a config key, as the trainer's --set"
+                       ) -> argparse.ArgumentParser:
+    """An argparse parser (defaults shown in --help) with the positional ``config`` (a YAML
+    run config) and repeatable ``--set KEY=VALUE`` overrides, as :func:`load_config` takes
+    them, for the tools that read a run config."""
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("config", type=Path, help="YAML run config")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help=help_set)
+    return parser
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:

@@ -32,7 +32,7 @@ from rgpt_model.config import RGPTConfig
 from rgpt_model.training.config import (
     StageSpec,
     TrainConfig,
-    add_config_arguments,
+    config_tool_parser,
     load_config,
 )
 
@@ -339,13 +339,11 @@ def epoch_samples(cfg: TrainConfig, override: int | None) -> tuple[int | None, s
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m rgpt_model.training.plan",
-        description="Per-GPU memory (weights, gradients, optimizer state, activations with "
-                    "and without gradient checkpointing), tokens per step and expected time "
-                    "of every stage of a run config. Reads no weights.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_config_arguments(p)
+    p = config_tool_parser(
+        "python -m rgpt_model.training.plan",
+        "Per-GPU memory (weights, gradients, optimizer state, activations with and without "
+        "gradient checkpointing), tokens per step and expected time of every stage of a run "
+        "config. Reads no weights.")
     p.add_argument("--gpus", type=int, default=1, help="GPUs (ranks) of the run")
     p.add_argument("--gpu-memory", type=float, default=80.0, help="GiB per GPU")
     p.add_argument("--strategy", choices=("config", "single", "ddp", "fsdp"), default="config",
