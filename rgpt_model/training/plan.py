@@ -85,31 +85,37 @@ class Workload:
     grad_accum: int = 1
 
 
-def _source_configs(cfg: TrainConfig) -> tuple[dict | None, dict | None, str]:
-    """(vision config, text config) dicts of the run's sources, or Nones when the sources are
-    not on this machine."""
+def _source_configs(cfg: TrainConfig) -> tuple[RGPTConfig | None, dict, str]:
+    """(the saved RGPTConfig of a pretrained source, else None; RGPTConfig arguments read from
+    the llava/components sources' config files, empty when they are not on this machine;
+    where the geometry comes from)."""
     from transformers import AutoConfig
+
+    from rgpt_model.build import REGION_ENCODER_KEYS
 
     m = cfg.model
     try:
         if m.source == "pretrained" and m.path:
-            rc = RGPTConfig.from_pretrained(m.path)
-            return rc.vision_config.to_dict(), rc.text_config.to_dict(), f"RGPT at {m.path}"
+            return RGPTConfig.from_pretrained(m.path), {}, f"RGPT at {m.path}"
         if m.source == "llava" and m.path and (Path(m.path) / "config.json").is_file():
             lc = AutoConfig.from_pretrained(m.path)
-            return (lc.vision_config.to_dict(), lc.text_config.to_dict(),
-                    f"LLaVA at {m.path}")
+            return None, {"vision_config": lc.vision_config.to_dict(),
+                          "text_config": lc.text_config.to_dict()}, f"LLaVA at {m.path}"
         if m.source == "components" and m.path and m.clip_path:
             from rgpt_model.real_llm import resolve_llm
 
             where = resolve_llm(m.path)
             text = AutoConfig.from_pretrained(where.directory, **where.from_pretrained_kwargs())
             vision = AutoConfig.from_pretrained(m.clip_path)
-            vision = getattr(vision, "vision_config", vision)
-            return vision.to_dict(), text.to_dict(), f"CLIP {m.clip_path} + LLM {m.path}"
+            settings = {}
+            if isinstance(vision, RGPTConfig):  # an RGPT donor lends its region encoder
+                settings = {k: getattr(vision, k) for k in REGION_ENCODER_KEYS}
+                vision = vision.vision_config
+            return None, {"vision_config": vision.to_dict(), "text_config": text.to_dict(),
+                          **settings}, f"CLIP {m.clip_path} + LLM {m.path}"
     except (OSError, ValueError) as exc:
         logger.info("sources not readable here (%s): paper geometry assumed", exc)
-    return None, None, "CLIP ViT-L/336 + Vicuna-7B (the paper's; sources not on this machine)"
+    return None, {}, "CLIP ViT-L/336 + Vicuna-7B (the paper's; sources not on this machine)"
 
 
 def rgpt_config(cfg: TrainConfig) -> tuple[RGPTConfig, str]:
@@ -122,11 +128,13 @@ def rgpt_config(cfg: TrainConfig) -> tuple[RGPTConfig, str]:
         tok = build_word_tokenizer(synthetic_texts(cfg.data.seed),
                                    num_region_tokens=m.num_region_tokens)
         return scratch_config(cfg, tok), "scratch model of the config"
-    vision, text, note = _source_configs(cfg)
-    overrides = {"patch_merge_factor": m.patch_merge_factor}
+    saved, kwargs, note = _source_configs(cfg)
+    if saved is not None:
+        return saved, note
+    kwargs["patch_merge_factor"] = m.patch_merge_factor
     if m.vision_feature_layer is not None:
-        overrides["vision_feature_layer"] = m.vision_feature_layer
-    config = RGPTConfig(vision_config=vision, text_config=text, **overrides)
+        kwargs["vision_feature_layer"] = m.vision_feature_layer
+    config = RGPTConfig(**kwargs)
     config.text_config.vocab_size += m.num_region_tokens + 2  # <image>, <region>, <regionK>
     return config, note
 

@@ -99,3 +99,17 @@ def test_command_line_prints_the_plan(capsys):
     assert "256 = 16/GPU x 2 accum x 8 GPUs" in out and "epoch 37820 steps" in out
     assert plan.main([str(STAGE2), "--gpus", "8", "--strategy", "ddp", "--json"]) == 0
     assert '"strategy": "ddp"' in capsys.readouterr().out
+
+
+def test_parameter_counts_are_the_saved_models_own(tiny_model_dir):
+    from rgpt_model.build import load_model
+    from rgpt_model.training.config import config_from_dict
+
+    cfg = config_from_dict({"model": {"source": "pretrained", "path": str(tiny_model_dir)},
+                            "stages": [{"name": "s", "train": ["refiner", "connector", "lm"],
+                                        "lm_mode": "full"}]})
+    geometry = plan.model_geometry(cfg)
+    model = load_model(tiny_model_dir)
+    assert sum(geometry.parts.values()) == sum(p.numel() for p in model.parameters())
+    assert geometry.parts["lm"] == sum(p.numel() for p in model.language_model.parameters())
+    assert geometry.note == f"RGPT at {tiny_model_dir}"
