@@ -20,7 +20,9 @@ Each window runs --warmup seconds, then is counted from the nodes' own status co
 --seconds and until --min-frames were processed. Models: demo (rgpt_model/demo_model) and
 tiny-large (random weights with the full model's sequence geometry,
 scripts/benchmark_regions.tiny_large_configs), or a model directory.
-The CPU is shared with whatever else runs: run it niced and say so.
+The CPU is shared with whatever else runs: run it niced and say so. Besides frames/s, each
+window records the node processes' CPU time: frames per CPU-second is the efficiency of a setup
+whatever share of a busy machine the scheduler gave it (N processes get more of it than one).
 
     source setup_env.sh
     nice -n 10 python scripts/benchmark_streams.py --json docs/benchmarks/streams_cpu.json
@@ -33,6 +35,7 @@ import json
 import os
 import platform
 import random
+import signal
 import sys
 import tempfile
 import threading
@@ -127,18 +130,29 @@ def _stamp_ns(status) -> int:
     return status.header.stamp.sec * 1_000_000_000 + status.header.stamp.nanosec
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def _processed(statuses) -> int:
     return sum(s.frames_processed for s in statuses)
 
 
-def measure(targets: list[RGPTClient], status_clients: list[RGPTClient], args) -> dict:
+def measure(targets: list[RGPTClient], status_clients: list[RGPTClient], pids: list[int],
+            args) -> dict:
     """Cameras on ``targets`` for warmup, then counted for at least --seconds and until
     --min-frames were processed (a slow model needs longer windows); rates from the nodes'
-    status counters."""
+    status counters, CPU time from the node processes (``pids``)."""
     with Cameras(targets, args.hz, args.size, args.regions) as cams:
         time.sleep(args.warmup)
         t0, sent0 = time.time_ns(), cams.sent
         before = [_fresh_status(c, t0) for c in status_clients]
+        cpu0 = cpu_seconds(pids)
         start = time.monotonic()
         while time.monotonic() - start < args.seconds or (
                 _processed(c.status for c in status_clients) - _processed(before)
@@ -146,12 +160,15 @@ def measure(targets: list[RGPTClient], status_clients: list[RGPTClient], args) -
             time.sleep(0.5)
         t1, sent1 = time.time_ns(), cams.sent
         after = [_fresh_status(c, t1) for c in status_clients]
+        cpu = cpu_seconds(pids) - cpu0
     seconds = (min(_stamp_ns(s) for s in after) - max(_stamp_ns(s) for s in before)) / 1e9
     deltas = [tuple(b - a for a, b in zip(x, y, strict=True))
               for x, y in zip(_stream_counts(before), _stream_counts(after), strict=True)]
     per_stream = [d[1] / seconds for d in deltas]
     return {
         "processed_fps": sum(per_stream),
+        "frames_per_cpu_s": sum(d[1] for d in deltas) / max(cpu, 1e-9),
+        "node_cpu_share": cpu / ((t1 - t0) / 1e9),  # cores the nodes got, on average
         "per_stream_processed_fps": per_stream,
         "received_fps": sum(d[0] for d in deltas) / seconds,
         "dropped_fps": sum(d[2] for d in deltas) / seconds,
@@ -180,13 +197,14 @@ def run_streams(n: int, params: dict, args, log_dir: Path) -> dict:
         for r in range(args.rounds):
             for setup in setups[r % len(setups):] + setups[: r % len(setups)]:
                 if setup == "single_nodes":
-                    rounds[setup].append(measure(single, single, args))
+                    rounds[setup].append(measure(single, single, [x.pid for x in procs[1:]],
+                                                 args))
                     continue
                 batch = n if setup == "multi" else 1
                 if not all(x.successful for x in multi[0].set_parameters(
                         {"max_batch_frames": batch})):
                     raise RuntimeError("max_batch_frames refused")
-                rounds[setup].append(measure(multi, multi[:1], args))
+                rounds[setup].append(measure(multi, multi[:1], [procs[0].pid], args))
     finally:
         for c in multi + single:
             c.close()
@@ -194,16 +212,17 @@ def run_streams(n: int, params: dict, args, log_dir: Path) -> dict:
             stop_node(p)
     out: dict = {}
     for setup, runs in rounds.items():
-        out[setup] = {"processed_fps": float(np.median([x["processed_fps"] for x in runs])),
-                      "rounds": runs}
+        out[setup] = {key: float(np.median([x[key] for x in runs]))
+                      for key in ("processed_fps", "frames_per_cpu_s", "node_cpu_share")}
+        out[setup]["rounds"] = runs
     for other in ("single_nodes", "in_turn"):
-        if other in rounds:
-            ratios = [m["processed_fps"] / max(o["processed_fps"], 1e-9)
+        if other not in rounds:
+            continue
+        for key, name in (("processed_fps", ""), ("frames_per_cpu_s", "_per_cpu")):
+            ratios = [m[key] / max(o[key], 1e-9)
                       for m, o in zip(rounds["multi"], rounds[other], strict=True)]
-            out[f"multi_vs_{other}"] = float(np.median(ratios))
-            out[f"multi_vs_{other}_rounds"] = ratios
-            out[f"multi_vs_{other}_of_medians"] = out["multi"]["processed_fps"] / max(
-                out[other]["processed_fps"], 1e-9)
+            out[f"multi_vs_{other}{name}"] = float(np.median(ratios))
+            out[f"multi_vs_{other}{name}_rounds"] = ratios
     return out
 
 
@@ -226,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         help="tokens per answer (default: 8; a random-weight model never stops early, so this "
              "sets its decode length)")
     arg("--threads", type=int, default=0,
-        help="num_threads of every node (default: 0 = the node's default, CPUs - 1)")
+        help="num_threads of every node (default: 0 = the node's default, CPUs - 1, at least "
+             "1; more than that on a busy machine makes torch's threads wait for each other)")
     arg("--reuse", action="store_true",
         help="leave answer reuse on (default: off, reuse_max_age 0; see above)")
     arg("--rounds", type=int, default=5,
@@ -246,8 +266,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if "multi" not in args.setups:
         args.setups = ["multi", *args.setups]
-    # Ctrl-C must reach this script (rclpy's own handler would only stop the clients)
+    # Ctrl-C and SIGTERM end this script with the nodes stopped (rclpy's own handler would
+    # only stop the clients; a shell's background job starts with SIGINT ignored)
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     params = {"tasks": [t for t in args.tasks.split(",") if t],
               "max_new_tokens": args.max_new_tokens, "max_regions": 64, "status_period": 0.25,
               "input_reliability": "reliable",
@@ -267,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
             for n in args.streams:
                 r = res[n] = run_streams(n, params_m, args, log_dir)
                 print(f"{name} N={n}: " + "  ".join(
-                    f"{s} {r[s]['processed_fps']:.2f} fps" for s in SETUPS if s in r)
+                    f"{s} {r[s]['processed_fps']:.2f} fps ({r[s]['frames_per_cpu_s']:.2f}/cpu-s, "
+                    f"{r[s]['node_cpu_share']:.2f} cores)" for s in SETUPS if s in r)
                     + "  " + "  ".join(f"{k} {v:.2f}x" for k, v in r.items()
                                        if k.startswith("multi_vs") and not k.endswith("rounds")),
                     flush=True)
