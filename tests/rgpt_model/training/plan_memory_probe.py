@@ -11,12 +11,24 @@ system, so the RSS follows the live tensors instead of glibc's heap high-water m
 from __future__ import annotations
 
 import json
-import resource
 import sys
 from pathlib import Path
 
 import psutil
 import torch
+
+
+def _peak_rss() -> int:
+    """This process's own RSS high-water mark (VmHWM), in bytes.
+
+    Not ``getrusage().ru_maxrss``: after a fork or vfork and exec, Linux carries the parent's
+    high-water mark into the child's, so under a large pytest process it reports the parent's
+    peak (every case then measured the same 2.3 GB in CI).
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024  # kB
+    raise RuntimeError("no VmHWM in /proc/self/status: the probe needs Linux")
 
 
 def main(config_json: str) -> None:
@@ -43,7 +55,7 @@ def main(config_json: str) -> None:
                        int(batch["masks"].shape[0])])
     del batch
     trainer.train()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    peak = _peak_rss()
     print(json.dumps({"before": before, "peak": peak, "measured": peak - before,
                       "shapes": shapes, "vocab": len(tokenizer)}))
 
