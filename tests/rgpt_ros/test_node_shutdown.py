@@ -13,11 +13,11 @@ from rgpt_ros.client import GOAL_ABORTED, GOAL_CANCELED, GOAL_SUCCEEDED, RGPTCli
 
 from .conftest import NodeProcess, log_tail, wait_for
 
-RGB = np.random.default_rng(5).integers(0, 255, (48, 64, 3), dtype=np.uint8)
-LABELS = np.zeros((48, 64), np.uint16)
-for _k in range(8):
-    LABELS[6 * _k: 6 * _k + 5, 4: 20 + 4 * _k] = _k + 1
-LONG_GOAL = {"task": "describe", "max_new_tokens": 512}  # 8 regions x 2 tasks x 512 tokens
+RGB = np.random.default_rng(5).integers(0, 255, (96, 64, 3), dtype=np.uint8)
+LABELS = np.zeros((96, 64), np.uint16)
+for _k in range(16):
+    LABELS[6 * _k: 6 * _k + 5, 4: 12 + 3 * _k] = _k + 1
+LONG_GOAL = {"task": "describe", "max_new_tokens": 512}  # 16 regions x 2 tasks x 512 tokens
 BAD_LOG_LINES = ("Traceback", "RCLError", "context is invalid", "publisher is invalid")
 
 
@@ -71,7 +71,7 @@ def test_cancel_stops_the_running_decode(tiny_node):
     t0 = time.monotonic()
     status, _ = client.refer_action("", timeout=120, **LONG_GOAL)
     full = time.monotonic() - t0
-    assert status == GOAL_SUCCEEDED and full > 1.5, full
+    assert status == GOAL_SUCCEEDED and full > 1.0, f"the uncanceled decode took only {full:.2f} s"
     handle, result_future = _start_long_goal(client)
     t0 = time.monotonic()
     handle.cancel_goal_async()

@@ -176,9 +176,9 @@ def test_per_stream_accounting_holds_after_a_replay(two_streams, tmp_path):
 
 
 def test_a_fast_stream_does_not_starve_a_slow_one(two_streams):
-    """cam_a at ten times cam_b's rate, one frame per batch. Round robin serves cam_b whenever
-    it has a frame (a frame is lost only if two arrive during one batch of cam_a: a CPU shared
-    with other jobs); one slot for both would serve it about one time in eleven."""
+    """cam_a at 25 times cam_b's rate, one frame per batch. Round robin serves cam_b whenever
+    it has a frame (a frame is lost only if two arrive during one batch of cam_a, 0.5 s: a CPU
+    shared with other jobs); one slot for both would serve it about one time in 26."""
     _, clients = two_streams
     a, b = clients["cam_a"], clients["cam_b"]
     assert all(r.successful for r in a.set_parameters({"max_batch_frames": 1}))
@@ -187,8 +187,8 @@ def test_a_fast_stream_does_not_starve_a_slow_one(two_streams):
         sa, sb = scene(44), scene(45)
         slow = []
         start = time.monotonic()
-        while time.monotonic() - start < 4.0:
-            for _ in range(10):
+        while time.monotonic() - start < 6.0:
+            for _ in range(25):
                 a.publish_frame(sa.image, sa.labels)
                 time.sleep(0.02)
             slow.append(b.publish_frame(sb.image, sb.labels))
@@ -197,7 +197,7 @@ def test_a_fast_stream_does_not_starve_a_slow_one(two_streams):
         fast, slow_st = after.streams[0], after.streams[1]
         received = fast.frames_received - before.streams[0].frames_received
         dropped = fast.frames_dropped - before.streams[0].frames_dropped
-        assert received >= 5 * len(slow) and dropped > 0, after  # cam_a was really faster
+        assert received >= 12 * len(slow) and dropped > 0, after  # cam_a was really faster
         assert slow_st.frames_received - before.streams[1].frames_received == len(slow)
         assert served >= 0.8 * len(slow), (served, len(slow), after)
     finally:
