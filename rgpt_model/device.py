@@ -1,30 +1,37 @@
 """The one place that turns user-facing device and dtype names into torch objects.
 
 Every entry point (predictor, node, CLI, trainer, ONNX export, benchmarks) resolves through
-here, so "auto", "cuda:1" and "bf16" mean the same thing everywhere.
+here, so "auto", "cuda:1" and "bf16" mean the same thing everywhere. torch is imported only
+when a name is resolved: the node's parameter table and the launch file check device names
+through this module without loading torch.
 """
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import ModelLoadError
 
-DTYPE_NAMES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "float": torch.float32,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
+if TYPE_CHECKING:
+    import torch
+
+DTYPE_NAMES = {  # user-facing name -> torch attribute
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
 }
 DEVICE_HELP = "auto, cpu, cuda or cuda:N"
 
 
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     """'float32' / 'fp16' / 'bf16' / torch.dtype -> torch.dtype (None = float32)."""
+    import torch
+
     if dtype is None:
         return torch.float32
     if isinstance(dtype, torch.dtype):
@@ -32,7 +39,7 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     key = str(dtype).strip().lower().replace("torch.", "")
     if key not in DTYPE_NAMES:
         raise ModelLoadError(f"unknown dtype {dtype!r}; use one of float32, float16, bfloat16")
-    return DTYPE_NAMES[key]
+    return getattr(torch, DTYPE_NAMES[key])
 
 
 def device_name_problem(name: str) -> str:
@@ -51,6 +58,8 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     Raises ModelLoadError with what to set instead when the name is unknown or the GPU is
     not there.
     """
+    import torch
+
     if isinstance(name, torch.device):
         name = str(name)
     text = str(name or "auto").strip().lower()

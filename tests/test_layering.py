@@ -49,6 +49,26 @@ def test_the_checker_sees_imports_of_every_kind():
     assert _offenders("research", "rgpt_model")  # research builds on the product
 
 
+def test_the_model_library_never_imports_ros():
+    for ros in ("rclpy", "rosidl_runtime_py", "regiongpt_ros", "rgpt_ros", "launch"):
+        assert _offenders("rgpt_model", ros) == {}, ros
+        assert _offenders("research", ros) == {}, ros
+
+
+def test_the_node_tooling_loads_no_torch():
+    """The launch file, the parameter table, the client and the bag tools check and move data
+    without loading torch (seconds of start-up, GBs of a GPU build); only the node's model
+    does."""
+    modules = ["rgpt_ros.launch_arguments", "rgpt_ros.parameters", "rgpt_ros.client",
+               "rgpt_ros.conversions", "rgpt_ros.bag_player", "rgpt_ros.bag_recorder",
+               "rgpt_ros.rosbag2_writer", "rgpt_ros.demo_bag"]
+    code = (f"import sys; [__import__(m) for m in {modules!r}]; "
+            "print([m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers')])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, check=True)
+    assert done.stdout.strip() == "[]", done.stdout[:300]
+
+
 def test_product_packages_never_import_research():
     assert _offenders("rgpt_model", "research") == {}
     assert _offenders("rgpt_ros", "research") == {}
