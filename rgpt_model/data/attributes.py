@@ -32,6 +32,15 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 # Object extent (bounding diameter) as a fraction of min(height, width).
 SIZES: dict[str, float] = {"small": 0.15, "medium": 0.23, "large": 0.33}
 
+# The same words as extent ranges of the frame's shorter side (SceneConfig.size_ranges): the
+# documented 15 / 23 / 33 % +-8 % bands, with "small" reaching down to 5 % so real frames'
+# small objects (issue 20, condition d) keep a word. The gaps between the bands stay empty.
+SIZE_RANGES: dict[str, tuple[float, float]] = {
+    "small": (0.05, 0.15 * 1.08),
+    "medium": (0.23 * 0.92, 0.23 * 1.08),
+    "large": (0.33 * 0.92, 0.33 * 1.08),
+}
+
 # Colour-shape pairs never shown in train/val; the test split always contains at least one.
 # One pair per shape and one per colour, so every word is still seen in training.
 HELD_OUT_PAIRS: tuple[tuple[str, str], ...] = (

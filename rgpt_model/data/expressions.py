@@ -147,12 +147,19 @@ def superlative_expressions(
 
 
 def relation_expressions(
-    regions: Sequence[Region], margin: float
+    regions: Sequence[Region],
+    margin: float,
+    unique_subjects: bool = False,
+    anchor_rng: np.random.Generator | None = None,
 ) -> tuple[list[ReferringExpression], list[ReferringExpression]]:
     """Positive and negative "the circle left of the green star" expressions.
 
     Targets are attribute groups (any size, so a lone object also yields negatives); the
-    anchor is named by its shortest unique phrase and never belongs to the target group.
+    anchor never belongs to the target group. Positives need the relation to pick one of
+    several objects ("ambiguous_subject"); ``unique_subjects`` adds those whose subject
+    phrase alone picks the object ("unique_subject"), whose answer is that object. The anchor
+    is named by its shortest unique phrase, or with ``anchor_rng`` by a random unique one
+    ("the blue square" where "the square" would do).
     """
     names = unique_names(regions)
     anchors = [
@@ -169,17 +176,37 @@ def relation_expressions(
         for b in anchors:
             if b in group:
                 continue
+            anchor = names[b.id] if anchor_rng is None else _any_unique_name(b, regions,
+                                                                             anchor_rng)
             for rel in RELATIONS:
                 vals = [relation_holds(g, b, rel, margin) for g in group]
                 if any(v is None for v in vals):
                     continue
                 hit = [g.id for g, v in zip(group, vals, strict=True) if v]
-                text = f"the {describe(f)} {rel} the {names[b.id]}"
+                text = f"the {describe(f)} {rel} the {anchor}"
                 if len(hit) == 1 and len(group) > 1:
-                    pos.append(ReferringExpression(text, hit, "relation"))
+                    pos.append(ReferringExpression(text, hit, "relation", "ambiguous_subject"))
+                elif len(hit) == 1 and unique_subjects:
+                    pos.append(ReferringExpression(text, hit, "relation", "unique_subject"))
                 elif not hit:
                     neg.append(ReferringExpression(text, [], "absent_relation"))
     return pos, neg
+
+
+def _any_unique_name(r: Region, regions: Sequence[Region], rng: np.random.Generator) -> str:
+    """A random attribute phrase that names ``r`` alone."""
+    names = [describe(filters_of(r, c)) for c in ATTRIBUTE_COMBOS
+             if len(select(regions, filters_of(r, c))) == 1]
+    return names[int(rng.integers(len(names)))]
+
+
+def absent_subkind(regions: Sequence[Region], filters: Filters) -> str:
+    """"near_miss" when changing one attribute of ``filters`` fits a present object, else
+    "random" (the definition ``near_miss_expressions`` builds from)."""
+    for r in regions:
+        if sum(getattr(r, k) != v for k, v in filters.items()) == 1:
+            return "near_miss"
+    return "random"
 
 
 def absent_expressions(
@@ -199,7 +226,8 @@ def absent_expressions(
     if not cands or count <= 0:
         return []
     idx = rng.choice(len(cands), size=min(count, len(cands)), replace=False)
-    return [ReferringExpression(f"the {describe(cands[i])}", [], "absent") for i in sorted(idx)]
+    return [ReferringExpression(f"the {describe(cands[i])}", [], "absent",
+                                absent_subkind(regions, cands[i])) for i in sorted(idx)]
 
 
 def near_miss_expressions(
@@ -230,7 +258,7 @@ def near_miss_expressions(
                     text = f"the {describe(f)}"
                     if text not in seen and not select(regions, f):
                         seen.add(text)
-                        out.append(ReferringExpression(text, [], "absent"))
+                        out.append(ReferringExpression(text, [], "absent", "near_miss"))
     return out
 
 
@@ -261,15 +289,28 @@ def scene_expressions(
     pairs: Sequence[tuple[str, str]],
     max_relations: int = 8,
     max_negatives: int = 3,
+    unique_subject_relations: bool = False,
+    max_near_misses: int = 0,
 ) -> list[ReferringExpression]:
-    """All attribute and superlative expressions plus sampled relation and negative ones."""
+    """All attribute and superlative expressions plus sampled relation and negative ones.
+
+    ``unique_subject_relations``: up to ``max_relations`` relations of each subkind, anchors
+    named by any unique phrase; ``max_near_misses``: that many sampled near-miss phrases.
+    """
     margin = 0.06 * min(width, height)
     out = attribute_expressions(regions)
     out += superlative_expressions(regions, margin=1.3 * margin)
-    pos, neg = relation_expressions(regions, margin)
-    out += _sample(pos, rng, max_relations)
+    pos, neg = relation_expressions(regions, margin, unique_subject_relations,
+                                    rng if unique_subject_relations else None)
+    if unique_subject_relations:
+        for subkind in ("ambiguous_subject", "unique_subject"):
+            out += _sample([e for e in pos if e.subkind == subkind], rng, max_relations)
+    else:
+        out += _sample(pos, rng, max_relations)
     out += absent_expressions(regions, rng, pairs, max_negatives)
     out += _sample(neg, rng, max_negatives)
+    if max_near_misses > 0:
+        out += _sample(near_miss_expressions(regions, pairs), rng, max_near_misses)
     # Same text twice (e.g. from equal groups) would be redundant; keep the first.
     seen: set[str] = set()
     uniq = []

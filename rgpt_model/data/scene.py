@@ -36,11 +36,18 @@ class Region:
 
 @dataclass
 class ReferringExpression:
-    """A phrase and the ids it singles out (exactly one), or none for a negative."""
+    """A phrase and the ids it singles out (exactly one), or none for a negative.
+
+    ``subkind`` splits kinds whose parts a model may learn apart: a relation's subject phrase
+    alone already picks the object ("unique_subject") or the relation is needed
+    ("ambiguous_subject"); an absent phrase is one attribute away from a present object
+    ("near_miss") or not ("random"); empty for the other kinds.
+    """
 
     text: str
     target_ids: list[int]
-    kind: str  # attribute | relation | superlative | absent
+    kind: str  # attribute | relation | superlative | absent | absent_relation
+    subkind: str = ""
 
 
 @dataclass

@@ -65,9 +65,11 @@ _OUTLINES: dict[str, np.ndarray] = {
 
 
 def shape_mask(
-    shape: str, cx: float, cy: float, extent: float, height: int, width: int
+    shape: str, cx: float, cy: float, extent: float, height: int, width: int,
+    rotation_deg: float = 0.0,
 ) -> np.ndarray:
-    """Boolean HxW mask of ``shape`` centred at (cx, cy) with bounding diameter ``extent``."""
+    """Boolean HxW mask of ``shape`` centred at (cx, cy) with bounding diameter ``extent``,
+    turned by ``rotation_deg`` (clockwise on screen, y pointing down)."""
     if shape not in SHAPES:
         raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")
     r = extent / 2.0
@@ -75,6 +77,9 @@ def shape_mask(
         yy, xx = np.mgrid[0:height, 0:width]
         return (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
     pts = _OUTLINES[shape]
+    if rotation_deg:
+        a = math.radians(rotation_deg)
+        pts = pts @ np.array([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]])
     rows = cy + r * pts[:, 1]
     cols = cx + r * pts[:, 0]
     return polygon2mask((height, width), np.stack([rows, cols], axis=1))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rgpt_model.data.attributes import COLOURS, HELD_OUT_PAIRS, SIZES, SPLITS, allowed_pairs
-from rgpt_model.data.backgrounds import make_background
+from rgpt_model.data.backgrounds import BACKGROUND_KINDS, make_background
 from rgpt_model.data.captions import (
     brief_caption,
     detail_caption,
@@ -46,11 +46,22 @@ class SceneConfig:
     repeat_prob: float = 0.5  # chance to reuse an existing colour or shape (makes REC harder)
     noise_std: float = 5.0
     colour_jitter: float = 10.0
-    background: str | None = None  # "gradient", "stripes" or None (random)
+    background: str | None = None  # "gradient", "stripes", "texture" or None (random)
     max_tries: int = 60
     max_relations: int = 8
     max_negatives: int = 3
     sizes: dict[str, float] = field(default_factory=lambda: dict(SIZES))
+    # Knobs for real frames (issue 20); each default keeps the original scenes byte-identical.
+    # Extent ranges (fractions of the shorter side) per size word, drawn uniformly instead of
+    # ``sizes`` +- ``size_jitter``; attributes.SIZE_RANGES reaches down to 5 %.
+    size_ranges: dict[str, tuple[float, float]] | None = None
+    max_rotation_deg: float = 0.0  # each object turned by up to this much either way
+    backgrounds: tuple[str, ...] = ("gradient", "stripes")  # drawn from when background=None
+    noise_std_max: float | None = None  # pixel noise std drawn from [noise_std, noise_std_max]
+    # Relations whose subject phrase alone picks the object ("the red circle left of the blue
+    # square" with one red circle): without them a model learns that such a phrase means none.
+    unique_subject_relations: bool = False
+    max_near_misses: int = 0  # absent phrases one attribute away from a present object
 
 
 @dataclass
@@ -119,6 +130,7 @@ def _place(
     colour: str,
     extent: float,
     cfg: SceneConfig,
+    rotation_deg: float = 0.0,
 ) -> np.ndarray | None:
     h, w = cfg.height, cfg.width
     r = extent / 2.0 + 1.0
@@ -137,7 +149,7 @@ def _place(
         else:
             cx = float(rng.uniform(r, w - r))
             cy = float(rng.uniform(r, h - r))
-        mask = shape_mask(shape, cx, cy, extent, h, w)
+        mask = shape_mask(shape, cx, cy, extent, h, w, rotation_deg)
         if int(mask.sum()) < cfg.min_visible_pixels:
             continue
         # Same-colour objects must not touch, or their outlines would merge in the image.
@@ -163,6 +175,13 @@ def generate_scene(
     cfg = config or SceneConfig()
     if cfg.min_objects < 1 or cfg.max_objects < cfg.min_objects:
         raise ValueError("need 1 <= min_objects <= max_objects")
+    if cfg.size_ranges is not None and set(cfg.sizes) - set(cfg.size_ranges):
+        raise ValueError(f"size_ranges {cfg.size_ranges} must give a range for every size word "
+                         f"of sizes {sorted(cfg.sizes)} (see attributes.SIZE_RANGES)")
+    bad = sorted(set(cfg.backgrounds) - set(BACKGROUND_KINDS))
+    if bad or not cfg.backgrounds:
+        raise ValueError(f"backgrounds {cfg.backgrounds} must be a non-empty choice among "
+                         f"{BACKGROUND_KINDS}")
     rng = scene_rng(seed, split, index)
     h, w = cfg.height, cfg.width
     pairs = allowed_pairs(split)
@@ -183,9 +202,14 @@ def generate_scene(
             s, c, size = _pick_attributes(rng, objs, pairs, cfg.repeat_prob, size_names)
         if attempts > 2 * cfg.max_objects:  # crowded: fall back to the smallest size
             size = min(size_names, key=lambda k: cfg.sizes[k])
-        jitter = 1.0 + rng.uniform(-cfg.size_jitter, cfg.size_jitter)
-        extent = cfg.sizes[size] * min(h, w) * jitter
-        mask = _place(rng, objs, s, c, extent, cfg)
+        if cfg.size_ranges is None:
+            jitter = 1.0 + rng.uniform(-cfg.size_jitter, cfg.size_jitter)
+            extent = cfg.sizes[size] * min(h, w) * jitter
+        else:
+            extent = rng.uniform(*cfg.size_ranges[size]) * min(h, w)
+        rotation = (rng.uniform(-cfg.max_rotation_deg, cfg.max_rotation_deg)
+                    if cfg.max_rotation_deg > 0 else 0.0)
+        mask = _place(rng, objs, s, c, extent, cfg, rotation)
         if mask is not None:
             objs.append(_Obj(s, c, size, mask))
     if len(objs) < cfg.min_objects or (split == "test" and not _has_held(objs)):
@@ -198,14 +222,17 @@ def generate_scene(
     ids = [int(i) + 1 for i in rng.permutation(len(objs))]
     labels = np.zeros((h, w), dtype=np.uint16)
     bg_kind = cfg.background
-    bg_rng_kind = ("gradient", "stripes")[int(rng.integers(2))] if bg_kind is None else bg_kind
+    bg_rng_kind = (cfg.backgrounds[int(rng.integers(len(cfg.backgrounds)))] if bg_kind is None
+                   else bg_kind)
     image = make_background(rng, h, w, bg_rng_kind)
     for o, rid in zip(objs, ids, strict=True):
         col = np.asarray(COLOURS[o.colour], dtype=np.float32)
         col = col + rng.uniform(-cfg.colour_jitter, cfg.colour_jitter, size=3)
         image[o.mask] = col
         labels[o.mask] = rid
-    image += rng.normal(0.0, cfg.noise_std, size=image.shape).astype(np.float32)
+    noise_std = (cfg.noise_std if cfg.noise_std_max is None
+                 else rng.uniform(cfg.noise_std, cfg.noise_std_max))
+    image += rng.normal(0.0, noise_std, size=image.shape).astype(np.float32)
     image_u8 = np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
     regions: list[Region] = []
@@ -234,7 +261,8 @@ def generate_scene(
         r.detail_caption = detail_caption(
             r, regions, names, main_occluder(r, regions, full_masks, labels)
         )
-    expressions = scene_expressions(regions, w, h, rng, pairs, cfg.max_relations, cfg.max_negatives)
+    expressions = scene_expressions(regions, w, h, rng, pairs, cfg.max_relations, cfg.max_negatives,
+                                    cfg.unique_subject_relations, cfg.max_near_misses)
     return Scene(
         image=image_u8,
         labels=labels,
