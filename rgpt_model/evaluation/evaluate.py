@@ -4,8 +4,13 @@ Synthetic splits (``--split test --num-scenes N``): region classification accura
 (class scores = next-token probabilities of the class names after the classification prompt),
 the same accuracy with masks shuffled between the regions of each scene (the mask-sensitivity
 check: answers must follow the masks, so accuracy should fall to chance), REC accuracy (all
-regions of the scene as candidates, exact region id, correct "none" answers), brief captions
-that name the right colour and shape, and CIDEr/METEOR of brief and detailed captions.
+regions of the scene as candidates, exact region id, correct "none" answers; up to
+``--rec-per-kind`` expressions of each kind and subkind per scene), brief captions that name
+the right colour, shape and size, and CIDEr/METEOR of brief and detailed captions; whether REC
+answers change when the same masks are renumbered; label_score AUROC and calibration error.
+``--conditions`` adds the controls and conditions of issue 20 (flat grey image, box and coarse
+masks, 4:3 frames, rotation, occlusion, textured backgrounds: ``conditions.py``), each reported
+apart, and checks the issue's targets. Every figure carries a 95 % interval.
 
 Any JSONL region-instruction file (``--jsonl FILE``): every record's first human turn is asked
 and its answer scored by task (classify: accuracy over the labels of the file, refer: REC
@@ -28,10 +33,16 @@ import torch
 from tqdm import tqdm
 
 from rgpt_model import build, prompts
-from rgpt_model.data.attributes import HELD_OUT_PAIRS, SHAPES
-from rgpt_model.data.expressions import spatial_word
-from rgpt_model.data.synthetic import SceneConfig, generate_scene
+from rgpt_model.data.attributes import SHAPES
+from rgpt_model.data.synthetic import SceneConfig
+from rgpt_model.encoded_frame import EncodedFrame
 from rgpt_model.evaluation import metrics
+from rgpt_model.evaluation.calibration import label_score_report
+from rgpt_model.evaluation.condition_report import condition_section, rec_section
+from rgpt_model.evaluation.condition_run import run_condition
+from rgpt_model.evaluation.conditions import CONDITION_NAMES, CONDITIONS, parse_conditions
+from rgpt_model.evaluation.intervals import bootstrap_interval, proportion
+from rgpt_model.evaluation.targets import check_targets
 from rgpt_model.predictor import RGPTPredictor
 
 logger = logging.getLogger(__name__)
@@ -47,13 +58,13 @@ def load_predictor(model: str | Path | RGPTPredictor | None, device: str = "cpu"
 
 
 @torch.no_grad()
-def class_scores(predictor: RGPTPredictor, image: np.ndarray, masks: np.ndarray,
+def class_scores(predictor: RGPTPredictor, frame: EncodedFrame,
                  vocabulary: Sequence[str]) -> np.ndarray:
     """(R, C) probabilities of each class name's first token as the answer to the
-    classification prompt (renormalised over the classes), one batch per image."""
+    classification prompt (renormalised over the classes), one batch per encoded frame
+    (``predictor.encode(image, masks)``)."""
     tok = predictor.processor.tokenizer
     first = [tok(" " + v, add_special_tokens=False)["input_ids"][0] for v in vocabulary]
-    frame = predictor.encode(image, masks)
     n = len(frame.region_ids)
     q = prompts.generation_prompt(prompts.classification_prompt(1, vocabulary))
     enc = predictor.processor.tokenize([q] * n, [[i] for i in range(n)])
@@ -66,15 +77,6 @@ def class_scores(predictor: RGPTPredictor, image: np.ndarray, masks: np.ndarray,
     return logits[:, first].float().softmax(-1).cpu().numpy()
 
 
-def _derangement(n: int, rng: np.random.Generator) -> list[int]:
-    if n < 2:
-        return list(range(n))
-    while True:
-        p = [int(i) for i in rng.permutation(n)]
-        if all(p[i] != i for i in range(n)):
-            return p
-
-
 def evaluate_synthetic(
     model: str | Path | RGPTPredictor | None,
     split: str = "test",
@@ -83,121 +85,106 @@ def evaluate_synthetic(
     start: int = 0,
     rec_per_scene: int = 4,
     negatives_per_scene: int = 1,
+    rec_per_kind: int = 2,
     detailed: bool = True,
     meteor: bool = True,
     device: str = "cpu",
     progress: bool = True,
     scene_config: SceneConfig | None = None,
+    conditions: Sequence[str] = (),
 ) -> dict:
-    """Evaluate on ``num_scenes`` generated scenes of ``split`` (same generator as training)."""
-    predictor = load_predictor(model, device)
-    scfg = scene_config or SceneConfig()
-    vocab = list(SHAPES)
-    held = set(HELD_OUT_PAIRS)
-    cls_pred, cls_ref, cls_held, score_rows, label_idx = [], [], [], [], []
-    shuf_pred, shuf_ref, shuf_mask_ref = [], [], []
-    brief_pred, brief_ref, brief_ok, brief_size_ok = [], [], [], []
-    brief_colour_ok, brief_shape_ok = [], []
-    detail_pred, detail_ref = [], []
-    rec_pred, rec_tgt, rec_kind, rec_word = [], [], [], []
+    """Evaluate on ``num_scenes`` generated scenes of ``split`` (same generator as training).
+
+    The top-level sections are the "exact" condition (default scenes, exact masks); every
+    name in ``conditions`` (see :data:`CONDITIONS`) is evaluated on the same scene indices and
+    reported apart under "conditions", and the issue-20 targets are checked when any is.
+    """
     t0 = time.time()
-    for i in tqdm(range(start, start + num_scenes), desc=f"eval {split}", disable=not progress,
-                  unit="scene"):
-        scene = generate_scene(seed, i, split, scfg)
-        ids = [r.id for r in scene.regions]
-        masks = np.stack([scene.labels == rid for rid in ids])
-        rng = np.random.default_rng([seed, i, 99])
-        # classification (+ scores for mAP)
-        desc = predictor.describe(scene.image, masks, tasks=("classify",), vocabulary=vocab,
-                                  max_new_tokens=4)
-        for r, d in zip(scene.regions, desc, strict=True):
-            cls_pred.append(d.label)
-            cls_ref.append(r.shape)
-            cls_held.append((r.colour, r.shape) in held)
-            label_idx.append(vocab.index(r.shape))
-        scorer = getattr(predictor, "class_scores", None)  # test doubles may provide their own
-        score_rows.append(scorer(scene.image, masks, vocab) if scorer is not None
-                          else class_scores(predictor, scene.image, masks, vocab))
-        # mask sensitivity: each region is asked about with another region's mask
-        perm = _derangement(len(ids), rng)
-        if len(ids) >= 2:
-            shuffled = predictor.describe(scene.image, masks[perm], tasks=("classify",),
-                                          vocabulary=vocab, max_new_tokens=4)
-            for k, d in enumerate(shuffled):
-                shuf_pred.append(d.label)
-                shuf_ref.append(scene.regions[k].shape)
-                shuf_mask_ref.append(scene.regions[perm[k]].shape)
-        # captions
-        tasks = ("caption", "detailed_caption") if detailed else ("caption",)
-        for task in tasks:
-            out = predictor.describe(scene.image, masks, tasks=(task,), max_new_tokens=40)
-            for r, d in zip(scene.regions, out, strict=True):
-                if task == "caption":
-                    words = set(metrics.normalize_answer(d.caption).split())
-                    brief_pred.append(d.caption)
-                    brief_ref.append([r.brief_caption])
-                    brief_ok.append(r.colour in words and r.shape in words)
-                    brief_size_ok.append(r.size in words)
-                    brief_colour_ok.append(r.colour in words)
-                    brief_shape_ok.append(r.shape in words)
-                else:
-                    detail_pred.append(d.caption)
-                    detail_ref.append([r.detail_caption])
-        # REC: all regions are candidates, in a random order
-        pos = [e for e in scene.expressions if e.target_ids]
-        neg = [e for e in scene.expressions if not e.target_ids]
-        chosen = []
-        for pool, k in ((pos, rec_per_scene), (neg, negatives_per_scene)):
-            if pool and k > 0:
-                idx = rng.choice(len(pool), size=min(k, len(pool)), replace=False)
-                chosen += [pool[int(j)] for j in sorted(idx)]
-        for e in chosen:
-            order = [ids[int(j)] for j in rng.permutation(len(ids))]
-            res = predictor.refer(scene.image, scene.labels, e.text, region_ids=order)
-            rec_pred.append(res.matched_ids)
-            rec_tgt.append(list(e.target_ids))
-            rec_kind.append(e.kind)
-            word = spatial_word(e)
-            rec_word.append(f"{e.kind}: {word}" if word else None)
-    seconds = time.time() - t0
-    scores = np.concatenate(score_rows) if score_rows else np.zeros((0, len(vocab)))
-    held_mask = np.asarray(cls_held, bool)
-    correct = np.asarray([p == r for p, r in zip(cls_pred, cls_ref, strict=True)], bool)
-    same_shape = [a == b for a, b in zip(shuf_ref, shuf_mask_ref, strict=True)]
+    predictor = load_predictor(model, device)
+    names = parse_conditions(",".join(conditions)) if conditions else ["exact"]
+    scorer = getattr(predictor, "class_scores", None)  # test doubles may provide their own
+    if scorer is None:
+        def scorer(frame, vocab):
+            return class_scores(predictor, frame, vocab)
+    runs = {}
+    for name in names:
+        base = name == "exact"
+        runs[name] = run_condition(
+            predictor, CONDITIONS[name], split=split, seed=seed, start=start,
+            num_scenes=num_scenes, base_config=scene_config, rec_per_kind=rec_per_kind,
+            class_scores=scorer if base else None, shuffle=base, detailed=base and detailed,
+            permute_ids=base, legacy_rec=(rec_per_scene, negatives_per_scene) if base else None,
+            progress=progress)
+    report = _exact_report(runs["exact"], split, seed, meteor, detailed)
+    if len(names) > 1:
+        report["conditions"] = {n: condition_section(r, seed) for n, r in runs.items()}
+    pooled = [g for n, r in runs.items() if not r.condition.control for g in r.regions]
+    report["label_score"] = {
+        **label_score_report([g.label_score for g in pooled], [g.correct for g in pooled], seed),
+        "conditions": [n for n, r in runs.items() if not r.condition.control]}
+    report["seconds"] = round(time.time() - t0, 1)
+    report["targets"] = check_targets(report)
+    return report
 
-    def rec_accuracy_by(keys: list[str | None]) -> dict[str, float]:
-        out = {}
-        for key in sorted({k for k in keys if k is not None}):
-            sel = [j for j, k in enumerate(keys) if k == key]
-            out[key] = metrics.rec_accuracy([rec_pred[j] for j in sel],
-                                            [rec_tgt[j] for j in sel])["accuracy"]
-        return out
 
-    rec = metrics.rec_accuracy(rec_pred, rec_tgt)
-    rec["by_kind"] = rec_accuracy_by(rec_kind)
-    rec["by_spatial_word"] = rec_accuracy_by(rec_word)
-    report = {
+def _exact_report(run, split: str, seed: int, meteor: bool, detailed: bool) -> dict:
+    """The report's top-level sections (keys of the issue-4 report, plus 95 % intervals)."""
+    regions = run.regions
+    vocab = list(SHAPES)
+    cls_pred = [g.label for g in regions]
+    cls_ref = [g.shape for g in regions]
+    scores = np.concatenate(run.score_rows) if run.score_rows else np.zeros((0, len(vocab)))
+    labels = [vocab.index(g.shape) for g in regions]
+    section = condition_section(run, seed)
+    cls = section["classification"]
+    shuf_pred = [s[0] for s in run.shuffle]
+    shuf = proportion([metrics.normalize_answer(p) == ref for p, ref, _ in run.shuffle])
+    legacy = run.legacy_rec
+    rec = metrics.rec_accuracy([r.predicted for r in legacy], [r.target for r in legacy])
+    legacy_section = rec_section(legacy)
+    rec["accuracy_ci95"] = legacy_section["accuracy"]["ci95"]
+    rec["by_kind"] = {k: metrics.rec_accuracy([r.predicted for r in legacy if r.kind == k],
+                                              [r.target for r in legacy if r.kind == k]
+                                              )["accuracy"]
+                      for k in sorted({r.kind for r in legacy})}  # kinds, as issue 4 had them
+    rec["by_spatial_word"] = {k: v["value"] for k, v in legacy_section["by_spatial_word"].items()}
+    rec["note"] = ("the issue-4 sample: up to rec_per_scene positive and negatives_per_scene "
+                   "negative expressions per scene (4 and 1 by default) of the default "
+                   "generator's kinds; rec_by_kind and conditions.*.rec take every kind and "
+                   "subkind alike, unique-subject relations and near misses included")
+    cap = section["brief_caption"]
+    brief_pred = [g.caption for g in regions]
+    brief_ref = [[g.reference] for g in regions]
+
+    def map_of(idx: np.ndarray) -> float:
+        return metrics.mean_average_precision(scores[idx], np.asarray(labels)[idx], vocab)["mAP"]
+
+    return {
         "split": split,
         "seed": seed,
-        "num_scenes": num_scenes,
-        "num_regions": len(cls_ref),
+        "num_scenes": run.num_scenes,
+        "num_regions": len(regions),
         "classification": {
             "accuracy": metrics.classification_accuracy(cls_pred, cls_ref),
-            "accuracy_held_out_pairs": float(correct[held_mask].mean()) if held_mask.any()
-            else None,
-            "accuracy_seen_pairs": float(correct[~held_mask].mean()) if (~held_mask).any()
-            else None,
-            "mAP": metrics.mean_average_precision(scores, label_idx, vocab)["mAP"],
+            "accuracy_ci95": cls["accuracy"]["ci95"],
+            "accuracy_held_out_pairs": cls["held_out_pairs"]["value"],
+            "accuracy_held_out_pairs_ci95": cls["held_out_pairs"]["ci95"],
+            "accuracy_seen_pairs": cls["seen_pairs"]["value"],
+            "accuracy_seen_pairs_ci95": cls["seen_pairs"]["ci95"],
+            "mAP": metrics.mean_average_precision(scores, labels, vocab)["mAP"],
+            "mAP_ci95": bootstrap_interval(map_of, len(labels), resamples=200, seed=seed)
+            if len(scores) == len(labels) and len(labels) else None,
             "chance": 1.0 / len(vocab),
             "vocabulary": vocab,
         },
         "mask_shuffle": {
-            "accuracy": metrics.classification_accuracy(shuf_pred, shuf_ref)
-            if shuf_pred else None,
-            "accuracy_vs_shuffled_mask": metrics.classification_accuracy(shuf_pred, shuf_mask_ref)
-            if shuf_pred else None,
+            "accuracy": shuf["value"],
+            "accuracy_ci95": shuf["ci95"],
+            "accuracy_vs_shuffled_mask": metrics.classification_accuracy(
+                shuf_pred, [s[2] for s in run.shuffle]) if shuf_pred else None,
             "chance": 1.0 / len(vocab),
-            "same_shape_rate": float(np.mean(same_shape)) if same_shape else None,
+            "same_shape_rate": float(np.mean([s[1] == s[2] for s in run.shuffle]))
+            if run.shuffle else None,
             "num": len(shuf_pred),
             "note": "labels asked with another region's mask; 'accuracy' is against the "
                     "original region's shape (same_shape_rate = share of swaps between two "
@@ -205,45 +192,28 @@ def evaluate_synthetic(
                     "the masks)",
         },
         "rec": rec,
+        "rec_by_kind": section["rec"]["by_kind"],
+        "id_permutation": section.get("id_permutation"),
         "brief_caption": {
-            "colour_and_shape_accuracy": float(np.mean(brief_ok)) if brief_ok else None,
-            "colour_accuracy": float(np.mean(brief_colour_ok)) if brief_colour_ok else None,
-            "shape_accuracy": float(np.mean(brief_shape_ok)) if brief_shape_ok else None,
-            "size_accuracy": float(np.mean(brief_size_ok)) if brief_size_ok else None,
+            "colour_and_shape_accuracy": cap["colour_and_shape"]["value"],
+            "colour_and_shape_accuracy_ci95": cap["colour_and_shape"]["ci95"],
+            "colour_accuracy": cap["colour"]["value"],
+            "colour_accuracy_ci95": cap["colour"]["ci95"],
+            "shape_accuracy": cap["shape"]["value"],
+            "shape_accuracy_ci95": cap["shape"]["ci95"],
+            "size_accuracy": cap["size"]["value"],
+            "size_accuracy_ci95": cap["size"]["ci95"],
             "exact_match": float(np.mean([metrics.normalize_answer(p)
                                           == metrics.normalize_answer(r[0])
                                           for p, r in zip(brief_pred, brief_ref, strict=True)]))
             if brief_pred else None,
             **_captions(brief_pred, brief_ref, meteor),
         },
-        "detailed_caption": _captions(detail_pred, detail_ref, meteor) if detailed else None,
+        "detailed_caption": _captions([d[0] for d in run.detail], [[d[1]] for d in run.detail],
+                                      meteor) if detailed else None,
         "examples": [{"brief": p, "reference": r[0]} for p, r in
                      list(zip(brief_pred, brief_ref, strict=True))[:5]],
-        "seconds": round(seconds, 1),
     }
-    report["targets"] = check_targets(report)
-    return report
-
-
-TARGETS = {"classification_accuracy": 0.95, "rec_accuracy": 0.90,
-           "brief_colour_and_shape_accuracy": 0.90}
-
-
-def check_targets(report: dict) -> dict:
-    """The demo model's targets (issue 4) against a synthetic report."""
-    got = {
-        "classification_accuracy": report["classification"]["accuracy"],
-        "rec_accuracy": report["rec"]["accuracy"],
-        "brief_colour_and_shape_accuracy": report["brief_caption"]["colour_and_shape_accuracy"],
-    }
-    out = {k: {"value": got[k], "target": t, "met": got[k] is not None and got[k] >= t}
-           for k, t in TARGETS.items()}
-    sh = report["mask_shuffle"]
-    if sh["accuracy"] is not None:
-        near_chance = sh["accuracy"] <= max(sh["same_shape_rate"] or 0.0, sh["chance"]) + 0.1
-        out["mask_shuffle_near_chance"] = {"value": sh["accuracy"], "met": bool(near_chance)}
-    out["all_met"] = all(v["met"] for v in out.values())
-    return out
 
 
 def _captions(pred: list[str], refs: list[list[str]], meteor: bool) -> dict:
@@ -309,7 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m rgpt_model.evaluation.evaluate",
         description="Evaluate an RGPT model (classification accuracy/mAP, mask-shuffle check, "
-                    "REC accuracy, caption CIDEr/METEOR) and print a JSON report.",
+                    "REC accuracy by kind, id-permutation check, label-score AUROC and "
+                    "calibration, caption CIDEr/METEOR; controls and conditions of issue 20 "
+                    "reported apart, targets checked) and print a JSON report.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", type=Path, default=None,
                    help="model directory (default: the built-in demo model)")
@@ -318,8 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="synthetic split to generate and evaluate on")
     src.add_argument("--jsonl", type=Path, default=None,
                      help="evaluate a JSONL region-instruction file instead")
-    p.add_argument("--num-scenes", type=int, default=100, help="synthetic scenes to evaluate")
+    p.add_argument("--num-scenes", type=int, default=100,
+                   help="synthetic scenes to evaluate per condition (200 for the full report)")
     p.add_argument("--start", type=int, default=0, help="index of the first synthetic scene")
+    p.add_argument("--conditions", default="all",
+                   help="comma list of conditions besides 'exact', 'all' or 'none'; known: "
+                        + ", ".join(CONDITION_NAMES))
+    p.add_argument("--rec-per-kind", type=int, default=2,
+                   help="referring expressions per kind and subkind per scene")
     p.add_argument("--seed", type=int, default=0, help="synthetic generator seed")
     p.add_argument("--limit", type=int, default=None, help="at most this many JSONL records")
     p.add_argument("--no-detailed", action="store_true", help="skip detailed captions")
@@ -343,10 +321,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = evaluate_jsonl(args.model, args.jsonl, args.limit, not args.no_meteor,
                                 args.device, not args.no_progress)
     else:
+        try:
+            conditions = parse_conditions(args.conditions)
+        except ValueError as exc:
+            raise SystemExit(f"--conditions: {exc}") from exc
         report = evaluate_synthetic(args.model, args.split, args.num_scenes, args.seed,
-                                    args.start, detailed=not args.no_detailed,
-                                    meteor=not args.no_meteor, device=args.device,
-                                    progress=not args.no_progress)
+                                    args.start, rec_per_kind=args.rec_per_kind,
+                                    detailed=not args.no_detailed, meteor=not args.no_meteor,
+                                    device=args.device, progress=not args.no_progress,
+                                    conditions=conditions)
     print(write_report(report, args.out))
     return 0
 
