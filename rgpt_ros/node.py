@@ -210,6 +210,7 @@ class RGPTNode(InputsMixin, FramesMixin, QueriesMixin, LifecycleNode):
         """Stop taking work, stop the worker (a running decode stops at its next step), end
         every goal with ``reason``, then remove the active-state entities."""
         self._accepting = False
+        had_goals = self.goals_running()
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs = []
@@ -224,7 +225,7 @@ class RGPTNode(InputsMixin, FramesMixin, QueriesMixin, LifecycleNode):
                 self.counters.add(frame.stream, frames_dropped=1)
             for job in left:
                 job.refuse(reason)  # each gets its error result
-        if not self.wait_goals_ended(STOP_TIMEOUT_S):
+        if not self.wait_goals_ended(STOP_TIMEOUT_S, had_goals):
             self.get_logger().warning("goals still running after the worker stopped")
         for action in self._actions:
             action.destroy()

@@ -53,15 +53,31 @@ class QueriesMixin:
             if isinstance(job, QueryJob):
                 job.cancel(reason)
 
-    def wait_goals_ended(self, timeout: float) -> bool:
-        """Wait until no goal is executing, then a moment for the results to go out."""
+    def goals_running(self) -> bool:
+        return self._active_goals > 0
+
+    def wait_goals_ended(self, timeout: float, had_goals: bool = False) -> bool:
+        """Wait until no goal is executing and rclpy has set every goal's result, then a
+        moment for result requests still queued on the executor: only then may the action
+        servers go (destroyed earlier, a result is never sent and the client waits forever).
+        ``had_goals``: goals ran when the teardown began (they may have ended since, their
+        replies still in DDS's send queue: the grace is for those too).
+        """
         end = time.monotonic() + timeout
-        had_goals = self._active_goals > 0
-        while self._active_goals > 0 and time.monotonic() < end:
+        had_goals = had_goals or self._active_goals > 0
+        while (self._active_goals > 0 or self._results_pending()) and time.monotonic() < end:
             time.sleep(0.02)
         if had_goals:
-            time.sleep(0.3)  # rclpy sends result responses from an executor task after return
-        return self._active_goals == 0
+            time.sleep(0.3)  # replies still queued in DDS, get_result requests on the executor
+        return self._active_goals == 0 and not self._results_pending()
+
+    def _results_pending(self) -> bool:
+        """Whether rclpy has yet to set a goal's result. After our execute callback returns,
+        rclpy's own task sets the result and sends it to a client already waiting; on a
+        loaded CPU that thread can be descheduled for longer than any fixed grace period.
+        (rclpy keeps these futures privately; without them this reports nothing pending.)"""
+        return any(not future.done() for action in getattr(self, "_actions", ())
+                   for future in list(getattr(action, "_result_futures", {}).values()))
 
     # ------------------------------------------------------------------------ frames
     def _query_frame(self, stream: Stream, image_msg, mask_msg) -> ProcessedFrame:
