@@ -150,7 +150,7 @@ class Trainer:
             m.config.mask_position_scale = self._scale_at(index, "mask_position_scale")
             m.mask_position.scale = m.config.mask_position_scale
         m.requires_grad_(False)
-        region_side = [x for x in (m.refiner, m.mask_encoder) if x is not None]
+        region_side = [x for x in (m.refiner, m.mask_encoder, m.pixel_branch) if x is not None]
         parts = {"vision": [m.vision_tower], "refiner": region_side, "connector": [m.connector],
                  "position": [m.mask_position] if m.mask_position is not None else []}
         if "position" in stage.train and m.mask_position is None:
