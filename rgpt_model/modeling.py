@@ -40,6 +40,13 @@ LEGACY_REGION_ENCODER_PARTS = ("vision_tower", "refiner", "mask_encoder", "mask_
                                "pixel_branch")
 
 
+def current_key(key: str) -> str:
+    """A weight name in the current layout: ``vision_tower.x`` of the layout before the region
+    encoder -> ``region_encoder.vision_tower.x`` (the conversion mapping below, for the state
+    dicts that do not pass through ``from_pretrained``: training checkpoints, warm starts)."""
+    return f"region_encoder.{key}" if key.split(".")[0] in LEGACY_REGION_ENCODER_PARTS else key
+
+
 class RGPTForCausalLM(PreTrainedModel):
     """Region encoder + shared connector + causal LM."""
 
