@@ -6,8 +6,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from rgpt_model.errors import ModelLoadError
 from rgpt_model.build import load_model
+from rgpt_model.errors import ModelLoadError
 from rgpt_model.processor import RGPTProcessor
 from rgpt_model.tiny import make_tiny_model
 from rgpt_model.training.builder import build_model
