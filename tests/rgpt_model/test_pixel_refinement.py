@@ -89,3 +89,19 @@ def test_the_issue20_layout_loads(tmp_path):
     for (ka, a), (kb, b) in zip(model.state_dict().items(), loaded.state_dict().items(),
                                 strict=True):
         assert ka == kb and torch.equal(a, b), ka
+
+
+def test_the_onnx_export_carries_the_branch_and_the_centre_only_position(tmp_path):
+    from rgpt_model.onnx_encoder import OnnxRegionEncoder
+    from rgpt_model.onnx_export import export_region_encoder
+
+    model = _model(use_pixel_branch=True, pixel_branch_width=16, use_mask_position=True,
+                   mask_position_spread=False)
+    torch.nn.init.normal_(model.pixel_branch.out.weight, std=0.1)
+    torch.nn.init.normal_(model.mask_position.out.weight, std=0.1)
+    path = export_region_encoder(model, tmp_path / "enc.onnx")
+    pixels, masks = _inputs(model)
+    with torch.no_grad():
+        g_ref, r_ref = model.region_encoder(pixels, masks)
+    g, r = OnnxRegionEncoder(path, providers="cpu")(pixels, masks)
+    assert (g - g_ref).abs().max().item() <= 1e-4 and (r - r_ref).abs().max().item() <= 1e-4
