@@ -45,7 +45,11 @@ class RGPTConfig(PretrainedConfig):
       the outline (:mod:`rgpt_model.mask_encoder`).
     - ``use_mask_position`` / ``mask_position_resolution`` / ``mask_position_scale``: an
       embedding of where the mask lies, times a gain, because pooled features say little about
-      position (:mod:`rgpt_model.mask_position`).
+      position (:mod:`rgpt_model.mask_position`); ``mask_position_spread`` false gives it the
+      centre only, because the spread's aspect hints at the class from the outline alone.
+    - ``use_pixel_branch`` / ``pixel_branch_width``: a small conv net's map of the image added
+      to the refined grid before pooling, because a vision tower trained from scratch gives
+      cells that name colour but not shape (:mod:`rgpt_model.pixel_refinement`).
     - ``region_placeholder_identity`` / ``region_identity_scale``: the region feature is added
       to its ``<regionK>`` embedding (times the scale) instead of replacing it, so the LM still
       sees the candidate number REC answers refer to (:mod:`rgpt_model.placeholder_merge`).
@@ -84,6 +88,10 @@ class RGPTConfig(PretrainedConfig):
     use_mask_position: bool = False
     mask_position_resolution: int = 64
     mask_position_scale: float = 1.0
+    mask_position_spread: bool = True  # false: centre only (the spread hints at the class)
+    # pixel detail branch: a from-scratch ViT's cells name colour, not shape
+    use_pixel_branch: bool = False
+    pixel_branch_width: int = 64
     # placeholder identity: <regionK> keeps its number, which REC answers name
     region_placeholder_identity: bool = False
     region_identity_scale: float = 1.0

@@ -13,6 +13,10 @@ exactly as before until a stage trains it. ``scale`` (``RGPTConfig.mask_position
 multiplies the output, so the zero-initialised layer, which Adam grows by about the learning
 rate per step, can reach the scale of the pooled feature it is added to. What it measured:
 docs/ADDITIONS.md.
+
+``spread=False`` (``RGPTConfig.mask_position_spread``) feeds constants instead of the spread:
+the spread's aspect (a diamond is 0.72 as wide as tall) lets the outline alone hint at the
+class, which issue 20 rules out; the centre says where, not what.
 """
 
 from __future__ import annotations
@@ -46,10 +50,11 @@ class MaskPositionEncoder(nn.Module):
     """(R, H, W) mask weights in [0, 1], any size -> (R, out_dim)."""
 
     def __init__(self, out_dim: int, resolution: int = 64, frequencies: int = 4,
-                 hidden: int = 64, scale: float = 1.0) -> None:
+                 hidden: int = 64, scale: float = 1.0, spread: bool = True) -> None:
         super().__init__()
         self.resolution = resolution
         self.scale = scale
+        self.spread = spread
         # computed in forward, not held in a buffer: a model loaded with from_pretrained
         # leaves non-persistent buffers of custom modules uninitialised (garbage frequencies)
         self.frequencies = frequencies
@@ -60,10 +65,14 @@ class MaskPositionEncoder(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def extra_repr(self) -> str:  # the scale is no weight: the repr carries it (fingerprint)
-        return f"resolution={self.resolution}, frequencies={self.frequencies}, scale={self.scale}"
+        spread = "" if self.spread else ", spread=False"  # the default repr stays as it was
+        return (f"resolution={self.resolution}, frequencies={self.frequencies}, "
+                f"scale={self.scale}{spread}")
 
     def forward(self, masks: torch.Tensor) -> torch.Tensor:
         m = mask_moments(masks, self.resolution).to(self.out.weight.dtype)
+        if not self.spread:
+            m = torch.cat([m[:, :2], torch.zeros_like(m[:, 2:])], dim=1)
         freqs = math.pi * 2.0 ** torch.arange(self.frequencies, dtype=m.dtype, device=m.device)
         angles = m[:, :2, None] * freqs  # (R, 2, F)
         feats = torch.cat([2.0 * m - 1.0, angles.sin().flatten(1), angles.cos().flatten(1)], 1)

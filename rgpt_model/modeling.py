@@ -10,9 +10,9 @@ is exactly LLaVA-1.5's forward pass. Construction from LLaVA / CLIP + LLM direct
 :mod:`rgpt_model.build`.
 
 Checkpoints saved before the region encoder existed (keys ``vision_tower.*``, ``refiner.*``,
-``mask_encoder.*``, ``mask_position.*`` at the top level, e.g. the demo model until issue 18)
-load through transformers' checkpoint conversion mapping registered below; saves use the
-current layout (``region_encoder.*``).
+``mask_encoder.*``, ``mask_position.*`` and the issue-20 branch's ``pixel_branch.*`` at the
+top level, e.g. the demo model until issue 18) load through transformers' checkpoint conversion
+mapping registered below; saves use the current layout (``region_encoder.*``).
 """
 
 from __future__ import annotations
@@ -35,7 +35,16 @@ from .region_encoder import RegionEncoder
 logger = logging.getLogger(__name__)
 
 # top-level parts of the layout before issue 18 that now live in the region encoder
-LEGACY_REGION_ENCODER_PARTS = ("vision_tower", "refiner", "mask_encoder", "mask_position")
+# (pixel_branch: the issue-20 branch's checkpoints, written in that layout)
+LEGACY_REGION_ENCODER_PARTS = ("vision_tower", "refiner", "mask_encoder", "mask_position",
+                               "pixel_branch")
+
+
+def current_key(key: str) -> str:
+    """A weight name in the current layout: ``vision_tower.x`` of the layout before the region
+    encoder -> ``region_encoder.vision_tower.x`` (the conversion mapping below, for the state
+    dicts that do not pass through ``from_pretrained``: training checkpoints, warm starts)."""
+    return f"region_encoder.{key}" if key.split(".")[0] in LEGACY_REGION_ENCODER_PARTS else key
 
 
 class RGPTForCausalLM(PreTrainedModel):
@@ -94,6 +103,10 @@ class RGPTForCausalLM(PreTrainedModel):
     @property
     def mask_position(self) -> nn.Module | None:
         return self.region_encoder.mask_position
+
+    @property
+    def pixel_branch(self) -> nn.Module | None:
+        return self.region_encoder.pixel_branch
 
     # ------------------------------------------------------------------ embeddings plumbing
     def get_input_embeddings(self) -> nn.Module:

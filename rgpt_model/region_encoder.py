@@ -4,15 +4,15 @@ Data flow for one image and R region masks::
 
     pixels -(CLIP, configured layer, drop CLS)-> grid (B, C, g, g)
       global: avg-pool(patch_merge_factor) -> (B, T, C)
-      region: FeatureRefiner (4x) -> mask_pool -> (R, C)
+      region: FeatureRefiner (4x) [+ PixelDetailBranch(pixels)] -> mask_pool -> (R, C)
               [+ MaskShapeEncoder(mask)] [+ MaskPositionEncoder(mask)]   (additions, see below)
 
 Outputs are in vision space, before the shared connector, so the module exports to ONNX on its
 own (:mod:`rgpt_model.onnx_export`) and pairs with ``RGPTForCausalLM.project``. The tensor path
 has no data-dependent Python control flow: the number of masks is a dynamic axis.
 
-The mask silhouette and mask position encoders are additions beyond the paper (off by default;
-docs/ADDITIONS.md says why each exists and what it measured).
+The pixel detail branch and the mask silhouette and mask position encoders are additions beyond
+the paper (off by default; docs/ADDITIONS.md says why each exists and what it measured).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from .config import RGPTConfig
 from .mask_encoder import MaskShapeEncoder
 from .mask_pooling import mask_pool, resize_masks
 from .mask_position import MaskPositionEncoder
+from .pixel_refinement import PixelDetailBranch
 from .refinement import FeatureRefiner
 
 
@@ -88,8 +89,14 @@ class RegionEncoder(nn.Module):
         )
         self.mask_position = (
             MaskPositionEncoder(vdim, config.mask_position_resolution,
-                                scale=config.mask_position_scale)
+                                scale=config.mask_position_scale,
+                                spread=config.mask_position_spread)
             if config.use_mask_position else None
+        )
+        # addition: what the pixels say at the refined grid's resolution (a from-scratch tower)
+        self.pixel_branch = (
+            PixelDetailBranch(vdim, config.pixel_branch_width) if config.use_pixel_branch
+            else None
         )
 
     def extra_repr(self) -> str:
@@ -122,14 +129,25 @@ class RegionEncoder(nn.Module):
         seq = grid.flatten(2).transpose(1, 2)
         return torch.cat([cls, seq], dim=1) if self.config.keep_cls else seq
 
-    def region_features(
+    def refined_map(self, grid: torch.Tensor,
+                    pixel_values: torch.Tensor | None = None) -> torch.Tensor:
+        """The map regions are pooled on: the refined grid (B, C, h, w), plus the pixel detail
+        map with ``use_pixel_branch`` (which needs ``pixel_values``)."""
+        fmap = self.refiner(grid) if self.refiner is not None else grid
+        if self.pixel_branch is not None:
+            if pixel_values is None:
+                raise ValueError("this model refines with the image's pixels: pass pixel_values")
+            fmap = fmap + self.pixel_branch(pixel_values, tuple(fmap.shape[-2:])).to(fmap.dtype)
+        return fmap
+
+    def pool_regions(
         self,
-        grid: torch.Tensor,
+        fmap: torch.Tensor,
         masks: torch.Tensor,
         region_image_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Refine the grid (if enabled) and mask-pool: masks (R, H, W) any size -> (R, C)."""
-        fmap = self.refiner(grid) if self.refiner is not None else grid
+        """Mask-pool the refined map: masks (R, H, W) any size -> (R, C), plus the mask
+        encoders' embeddings when they are on."""
         weights = resize_masks(masks, tuple(fmap.shape[-2:])).to(fmap.dtype)
         pooled = mask_pool(fmap, weights, region_image_index)
         if self.mask_encoder is not None:
@@ -138,15 +156,29 @@ class RegionEncoder(nn.Module):
             pooled = pooled + self.mask_position(masks).to(pooled.dtype)
         return pooled
 
+    def region_features(
+        self,
+        grid: torch.Tensor,
+        masks: torch.Tensor,
+        region_image_index: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Refine the grid (if enabled) and mask-pool: masks (R, H, W) any size -> (R, C)."""
+        return self.pool_regions(self.refined_map(grid, pixel_values), masks, region_image_index)
+
     def forward(
         self,
         pixel_values: torch.Tensor,
         masks: torch.Tensor,
         region_image_index: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return_refined_map: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
         """pixel_values (B, 3, S, S), masks (R, S', S') weights -> global (B, T, C), regions
-        (R, C); ``region_image_index`` (R,) says which image each mask belongs to (default 0)."""
+        (R, C); ``region_image_index`` (R,) says which image each mask belongs to (default 0).
+        ``return_refined_map`` adds the map the regions were pooled on (B, C, h, w): the
+        dense training losses read it (the ONNX export never asks for it)."""
         grid, cls = self.vision_features(pixel_values)
-        return self.global_features(grid, cls), self.region_features(
-            grid, masks, region_image_index
-        )
+        fmap = self.refined_map(grid, pixel_values)
+        out = (self.global_features(grid, cls),
+               self.pool_regions(fmap, masks, region_image_index))
+        return (*out, fmap) if return_refined_map else out

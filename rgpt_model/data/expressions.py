@@ -167,6 +167,8 @@ def relation_expressions(
         for b in regions
         if len(select(regions, {"shape": b.shape, "colour": b.colour, "size": b.size})) == 1
     ]
+    options = ({b.id: _unique_names_of(b, regions) for b in anchors}
+               if anchor_rng is not None else {})
     pos: list[ReferringExpression] = []
     neg: list[ReferringExpression] = []
     for f in _groups(regions, 1):
@@ -176,8 +178,8 @@ def relation_expressions(
         for b in anchors:
             if b in group:
                 continue
-            anchor = names[b.id] if anchor_rng is None else _any_unique_name(b, regions,
-                                                                             anchor_rng)
+            anchor = (names[b.id] if anchor_rng is None
+                      else options[b.id][int(anchor_rng.integers(len(options[b.id])))])
             for rel in RELATIONS:
                 vals = [relation_holds(g, b, rel, margin) for g in group]
                 if any(v is None for v in vals):
@@ -193,11 +195,10 @@ def relation_expressions(
     return pos, neg
 
 
-def _any_unique_name(r: Region, regions: Sequence[Region], rng: np.random.Generator) -> str:
-    """A random attribute phrase that names ``r`` alone."""
-    names = [describe(filters_of(r, c)) for c in ATTRIBUTE_COMBOS
-             if len(select(regions, filters_of(r, c))) == 1]
-    return names[int(rng.integers(len(names)))]
+def _unique_names_of(r: Region, regions: Sequence[Region]) -> list[str]:
+    """Every attribute phrase that names ``r`` alone (computed once per anchor)."""
+    return [describe(filters_of(r, c)) for c in ATTRIBUTE_COMBOS
+            if len(select(regions, filters_of(r, c))) == 1]
 
 
 def absent_subkind(regions: Sequence[Region], filters: Filters) -> str:

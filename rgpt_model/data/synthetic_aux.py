@@ -98,7 +98,8 @@ def shape_only_view(conv: Conversation, rng: np.random.Generator) -> Conversatio
     if conv.attributes is not None:
         attrs = conv.attributes.copy()
         attrs[:, 1] = -1
-    return dataclasses.replace(conv, image=grey_repaint(conv.image, conv.masks, rng),
+    paint = conv.masks if conv.object_masks is None else conv.object_masks  # the objects
+    return dataclasses.replace(conv, image=grey_repaint(conv.image, paint, rng),
                                attributes=attrs)
 
 

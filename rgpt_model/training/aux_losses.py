@@ -11,8 +11,8 @@ synthetic data's, ``research``'s) can import it from any layer.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -27,11 +27,15 @@ class AuxLossSetup:
     """What a factory may read to build its loss: the model being trained and the run.
 
     A factory that creates parameters seeds torch with ``cfg.seed`` plus an offset of its
-    own, so that its head starts the same whichever other losses a run uses.
+    own, so that its head starts the same whichever other losses a run uses. ``built``: the
+    losses built before this one (in the order they first appear in the run), so a loss may
+    use the heads of one it requires (``register_aux_loss(..., requires=...)``) without
+    owning them: they train and are saved with that loss.
     """
 
     model: nn.Module
     cfg: TrainConfig
+    built: Mapping[str, nn.Module] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -41,12 +45,15 @@ class AuxLossInputs:
     ``batch``: the collated tensors (``samples.collate``, plus ``region_attributes`` when the
     data carries them); ``region_features``: the pooled region features (R, D) before the
     connector; ``lm_outputs``: the LM's output (with ``attentions`` / ``hidden_states`` when
-    an active loss asked for them), None for losses computed before the LM runs.
+    an active loss asked for them), None for losses computed before the LM runs;
+    ``refined_map``: the map the regions were pooled on (B, C, h, w), when an active loss
+    ``needs_refined_map``.
     """
 
     batch: dict[str, torch.Tensor]
     region_features: torch.Tensor
     lm_outputs: Any = None
+    refined_map: torch.Tensor | None = None
 
 
 class AuxLoss(nn.Module):
@@ -56,6 +63,7 @@ class AuxLoss(nn.Module):
     # without the LM loss
     needs_attentions: ClassVar[bool] = False  # the stage then runs the LM with eager attention
     needs_hidden_states: ClassVar[bool] = False
+    needs_refined_map: ClassVar[bool] = False  # the region encoder then returns its map
 
     def applies(self, batch: dict[str, torch.Tensor]) -> bool:
         """Whether ``batch`` holds anything for this loss (else it is left out of the step)."""
@@ -67,14 +75,24 @@ class AuxLoss(nn.Module):
 
 AuxLossFactory = Callable[[AuxLossSetup], AuxLoss]
 _FACTORIES: dict[str, AuxLossFactory] = {}
+_REQUIRES: dict[str, tuple[str, ...]] = {}
 
 
-def register_aux_loss(name: str, factory: AuxLossFactory) -> None:
-    """Make ``name`` usable in ``aux_losses``; registering the same factory again is a no-op."""
+def register_aux_loss(name: str, factory: AuxLossFactory, requires: tuple[str, ...] = ()
+                      ) -> None:
+    """Make ``name`` usable in ``aux_losses``; registering the same factory again is a no-op.
+    ``requires``: losses that every stage using ``name`` must use too (``name`` shares their
+    heads; the config check enforces it, and they are built first)."""
     old = _FACTORIES.get(name)
     if old is not None and _qualified(old) != _qualified(factory):
         raise ValueError(f"aux loss {name!r} is already registered by {_qualified(old)}")
     _FACTORIES[name] = factory
+    _REQUIRES[name] = tuple(requires)
+
+
+def aux_loss_requirements(name: str) -> tuple[str, ...]:
+    """The losses ``name`` was registered as requiring (none for an unknown name)."""
+    return _REQUIRES.get(name, ())
 
 
 def registered_aux_losses() -> list[str]:

@@ -25,6 +25,7 @@ from rgpt_model.tiny import tiny_texts
 from rgpt_model.tokenization import build_word_tokenizer, region_token_ids
 from rgpt_model.training.config import TrainConfig
 from rgpt_model.training.samples import TASK_NAMES, scene_turns, vocabulary_texts
+from rgpt_model.training.warm_start import load_parts, weights_path
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +115,8 @@ def scratch_config(cfg: TrainConfig, tokenizer) -> RGPTConfig:
         use_mask_encoder=m.mask_encoder,
         use_mask_position=m.mask_position,
         mask_position_scale=m.mask_position_scale,
+        mask_position_spread=m.mask_position_spread,
+        use_pixel_branch=m.pixel_branch,
         region_placeholder_identity=m.region_placeholder_identity,
         region_identity_scale=m.region_identity_scale,
         vision_feature_layer=-1 if m.vision_feature_layer is None else m.vision_feature_layer,
@@ -126,29 +129,42 @@ def scratch_config(cfg: TrainConfig, tokenizer) -> RGPTConfig:
     )
 
 
+def _scratch_texts(cfg: TrainConfig) -> list[str]:
+    """The texts a from-scratch word tokenizer is built from."""
+    texts = synthetic_texts(cfg.data.seed, height=cfg.data.image_height,
+                            width=cfg.data.image_width)
+    if cfg.data.source == "jsonl":
+        from rgpt_model.data.jsonl_format import read_jsonl
+
+        for path in cfg.data.jsonl:
+            for rec in read_jsonl(path):
+                texts += [t["value"] for t in rec["conversations"]]
+    elif cfg.data.source == "annotations":
+        from rgpt_model.training.annotation_source import annotation_records
+
+        texts += [t["value"] for recs in annotation_records(cfg.data).values()
+                  for rec in recs for t in rec["conversations"]]
+    return texts
+
+
 def build_model(cfg: TrainConfig) -> tuple[RGPTForCausalLM, RGPTProcessor]:
     """Model + processor for the start of a run (weights seeded by ``cfg.seed``), built by the
     functions of :mod:`rgpt_model.build`."""
     m = cfg.model
     torch.manual_seed(cfg.seed)
     if m.source == "scratch":
-        texts = synthetic_texts(cfg.data.seed, height=cfg.data.image_height,
-                                width=cfg.data.image_width)
-        if cfg.data.source == "jsonl":
-            from rgpt_model.data.jsonl_format import read_jsonl
-
-            for path in cfg.data.jsonl:
-                for rec in read_jsonl(path):
-                    texts += [t["value"] for t in rec["conversations"]]
-        elif cfg.data.source == "annotations":
-            from rgpt_model.training.annotation_source import annotation_records
-
-            texts += [t["value"] for recs in annotation_records(cfg.data).values()
-                      for rec in recs for t in rec["conversations"]]
-        tokenizer = build_word_tokenizer(texts, num_region_tokens=m.num_region_tokens)
+        if m.warm_start is not None:  # its LM's words: the tokenizer comes with it
+            weights_path(m.warm_start.path, m.warm_start.sha256)
+            tokenizer = RGPTProcessor.from_pretrained(m.warm_start.path).tokenizer
+        else:
+            tokenizer = build_word_tokenizer(_scratch_texts(cfg),
+                                             num_region_tokens=m.num_region_tokens)
         model, processor = build_from_config(scratch_config(cfg, tokenizer), tokenizer)
         if m.sincos_position_init > 0:
             init_sincos_positions(model, m.sincos_position_init)
+        if m.warm_start is not None:
+            load_parts(model, m.warm_start.path, m.warm_start.parts, m.warm_start.sha256)
+        processor.pad_to_square = m.pad_to_square
         logger.info("new model: %d words, %.2f M parameters", len(tokenizer),
                     sum(p.numel() for p in model.parameters()) / 1e6)
         return model, processor

@@ -11,6 +11,11 @@
 A checkpoint is written to ``checkpoint-last.partial`` and renamed when every rank is done,
 so an interrupted save leaves the previous checkpoint whole. On several nodes,
 ``output_dir`` must be a filesystem all nodes share.
+
+A ``state.pt`` of the layout before the region encoder (issue 18; the issue-20 branch's runs
+too: top-level ``vision_tower.*``, ``pixel_branch.*``, ...) resumes: its weights are renamed
+and its optimizer state is reordered to the current parameter order
+(:func:`legacy_optimizer_state`).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from torch.distributed.fsdp import FSDPModule
 
+from rgpt_model.modeling import current_key
 from rgpt_model.processor import RGPTProcessor
 from rgpt_model.training.distributed import RunProcesses
 from rgpt_model.training.legacy_config import OLD_CHECKPOINT_HEADS
@@ -74,7 +80,11 @@ def load_single_state(state: dict, model: nn.Module, aux_losses: Mapping[str, nn
                       optimizer: torch.optim.Optimizer | None) -> None:
     """Weights, aux-loss heads, optimizer and RNG of a ``state.pt`` (also one from before the
     aux-loss registry). Strict, except for :func:`check_missing_weights`."""
-    missing, unexpected = model.load_state_dict(state["model"], strict=False)
+    weights = state["model"]
+    legacy = any(current_key(k) != k for k in weights)
+    if legacy:
+        weights = {current_key(k): v for k, v in weights.items()}
+    missing, unexpected = model.load_state_dict(weights, strict=False)
     check_missing_weights(missing)
     if unexpected:
         raise RuntimeError(f"checkpoint does not fit the model: unexpected {unexpected[:5]}")
@@ -86,8 +96,64 @@ def load_single_state(state: dict, model: nn.Module, aux_losses: Mapping[str, nn
         if name in saved:
             aux.load_state_dict(saved[name])
     if state["optimizer"] is not None and optimizer is not None:
-        optimizer.load_state_dict(state["optimizer"])
+        saved_optimizer = state["optimizer"]
+        if legacy:
+            saved_optimizer = legacy_optimizer_state(saved_optimizer, model, optimizer)
+        optimizer.load_state_dict(saved_optimizer)
     torch.set_rng_state(state["torch_rng"].cpu())  # map_location moved it to the device
+
+
+# modules of the model in the order the layout before the region encoder created them, which
+# was the order of its parameters in the optimizer (the pixel branch: the issue-20 branch's)
+LEGACY_PARAMETER_ORDER = ("vision_tower", "refiner", "mask_encoder", "connector",
+                          "language_model", "mask_position", "pixel_branch")
+
+
+def _legacy_rank(name: str | None) -> int:
+    """Where parameter ``name`` of the current model came in the legacy order (aux-loss heads,
+    which are not the model's, came after the model's parameters, as now)."""
+    if name is None:
+        return len(LEGACY_PARAMETER_ORDER)
+    parts = name.split(".")
+    top = parts[1] if parts[0] == "region_encoder" else parts[0]
+    return LEGACY_PARAMETER_ORDER.index(top)
+
+
+def legacy_optimizer_state(saved: dict, model: nn.Module,
+                           optimizer: torch.optim.Optimizer) -> dict:
+    """A legacy-layout optimizer state dict renumbered for ``optimizer`` (built for the same
+    stage by the current code): the old layout listed e.g. the connector before the mask
+    position encoder, the current one lists the region encoder's parts first. Within each
+    parameter group, sorting the current parameters stably by their legacy module order gives
+    the saved order."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    current = optimizer.state_dict()
+    if len(saved["param_groups"]) != len(current["param_groups"]):
+        raise RuntimeError("checkpoint's optimizer does not fit this stage: "
+                           f"{len(saved['param_groups'])} parameter groups, expected "
+                           f"{len(current['param_groups'])}")
+    state: dict[int, dict] = {}
+    groups = []
+    for old, new, live in zip(saved["param_groups"], current["param_groups"],
+                              optimizer.param_groups, strict=True):
+        params = live["params"]
+        if len(old["params"]) != len(params):
+            raise RuntimeError("checkpoint's optimizer does not fit this stage: a group of "
+                               f"{len(old['params'])} parameters, expected {len(params)}")
+        legacy = sorted(range(len(params)), key=lambda k: _legacy_rank(names.get(id(params[k]))))
+        saved_index = {k: old["params"][pos] for pos, k in enumerate(legacy)}
+        for k, p in enumerate(params):
+            entry = saved["state"].get(saved_index[k])
+            if entry is None:
+                continue
+            moment = entry.get("exp_avg")
+            if moment is not None and moment.shape != p.shape:
+                raise RuntimeError(f"checkpoint's optimizer state of {names.get(id(p))} has "
+                                   f"shape {tuple(moment.shape)}, the parameter "
+                                   f"{tuple(p.shape)}")
+            state[new["params"][k]] = entry
+        groups.append({**old, "params": new["params"]})
+    return {"state": state, "param_groups": groups}
 
 
 # ---------------------------------------------------------------------------- sharded

@@ -2,7 +2,8 @@
 
 The config says everything a run needs (model source and size, data, stages, optimisation,
 output), so a committed YAML plus its command reproduces a model. Keys map 1:1 to the
-dataclasses below; unknown keys are an error so typos do not pass silently.
+dataclasses below; unknown keys are an error so typos do not pass silently. The checks of the
+values are in ``config_checks.py``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import yaml
 
 from rgpt_model.training.legacy_config import upgrade_legacy_keys
-from rgpt_model.training.plugins import check_registered, load_plugins
+from rgpt_model.training.plugins import load_plugins
 
 TRAINABLE_PARTS = ("vision", "refiner", "position", "connector", "lm")
 POSITIVE_REC_KINDS = ("attribute", "superlative", "relation")  # rgpt_model.data.expressions
@@ -46,6 +47,20 @@ class TextSpec:
     num_attention_heads: int = 4
     num_key_value_heads: int = 4
     max_position_embeddings: int = 1024
+
+
+@dataclass
+class WarmStartSpec:
+    """Parts of a saved model directory that a ``scratch`` run starts from
+    (rgpt_model.training.warm_start). ``path`` must stay in the repository for the recipe to
+    rebuild its model; ``sha256`` of its ``model.safetensors`` turns a changed file into an
+    error instead of a silently different start. The tokenizer comes from ``path`` too.
+    """
+
+    path: str = ""
+    sha256: str | None = None
+    parts: list[str] = field(default_factory=lambda: ["vision", "refiner", "position",
+                                                      "connector", "lm"])
 
 
 @dataclass
@@ -83,6 +98,14 @@ class ModelSpec:
     mask_position_scale: float = 1.0
     region_placeholder_identity: bool = False  # add region features to <regionK> embeddings
     region_identity_scale: float = 1.0  # weight of the <regionK> embedding in that sum
+    # issue 20 (docs/ADDITIONS.md): the pixel detail branch (trains with "refiner"), and the
+    # position encoder fed the mask's centre only (false), not its spread
+    pixel_branch: bool = False
+    mask_position_spread: bool = True
+    # processor: false squashes a non-square frame into the square input instead of padding
+    # it, so a 4:3 frame's shorter side spans the whole input as a square frame's does
+    pad_to_square: bool = True
+    warm_start: WarmStartSpec | None = None  # start from parts of a saved model (scratch)
 
 
 @dataclass
@@ -128,6 +151,13 @@ class DataSpec:
     negative_rec_fraction: float = 0.2
     prompt_variants: list[str] = field(default_factory=lambda: ["model", "data", "coco"])
     with_system_prompt: bool = True
+    # Synthetic scenes from a weighted mixture of generator settings (training/scene_mix.py):
+    # each entry is ``weight`` plus SceneConfig fields (frame size, size_ranges,
+    # max_rotation_deg, backgrounds, ...). Empty: one setting from the fields above.
+    scenes: list[dict] = field(default_factory=list)
+    # Odds of exact, box and coarse region masks (rgpt_model.data.mask_variants) for the
+    # model's input; the exact masks stay the objects' (repaints, dense targets). None: exact.
+    mask_variants: dict[str, float] | None = None
 
 
 @dataclass
@@ -180,6 +210,7 @@ class StageSpec:
     # The same for model.mask_position_scale: a line of stages that began at one gain and
     # went on at another stays one config.
     mask_position_scale: float | None = None
+    mask_variants: dict[str, float] | None = None  # None = the run's data.mask_variants
 
 
 @dataclass
@@ -272,9 +303,12 @@ def _build(cls, data: Any, where: str):
         "model": ModelSpec,
         "data": DataSpec,
         "lora": LoraSpec,
+        "warm_start": WarmStartSpec,
     }
     for key, value in data.items():
-        if key == "stages":
+        if key == "warm_start" and value is None:
+            kwargs[key] = None
+        elif key == "stages":
             if not isinstance(value, list) or not value:
                 raise ValueError(f"{where}.stages: expected a non-empty list")
             kwargs[key] = [_build(StageSpec, v, f"{where}.stages[{i}]")
@@ -289,57 +323,11 @@ def _build(cls, data: Any, where: str):
 def config_from_dict(data: dict) -> TrainConfig:
     """TrainConfig from a plain dict (the parsed YAML; old-schema keys are renamed, with a
     deprecation warning). Imports the config's plugins to check the names it uses."""
+    from rgpt_model.training.config_checks import check_config
+
     cfg = _build(TrainConfig, upgrade_legacy_keys(data), "config")
     load_plugins(cfg.plugins)
-    check_registered("config", cfg.aux_losses)
-    if cfg.model.mask_position_scale <= 0:
-        raise ValueError("model.mask_position_scale must be > 0, "
-                         f"got {cfg.model.mask_position_scale}")
-    for s in cfg.stages:
-        if s.lm_mode not in ("full", "lora", "frozen"):
-            raise ValueError(f"stage {s.name}: lm_mode must be full, lora or frozen")
-        bad = sorted(set(s.train) - set(TRAINABLE_PARTS))
-        if bad:
-            raise ValueError(f"stage {s.name}: unknown parts {bad}")
-        if "position" in s.train and not cfg.model.mask_position:
-            raise ValueError(f"stage {s.name} trains 'position', but the model has no mask "
-                             "position encoder (set model.mask_position: true)")
-        check_registered(f"stage {s.name}", s.aux_losses, s.augmentations)
-        if s.region_identity_scale is not None and s.region_identity_scale <= 0:
-            raise ValueError(f"stage {s.name}: region_identity_scale must be > 0, "
-                             f"got {s.region_identity_scale}")
-        if s.schedule_steps is not None and s.schedule_steps < s.steps:
-            raise ValueError(f"stage {s.name}: schedule_steps ({s.schedule_steps}) must be at "
-                             f"least steps ({s.steps})")
-        if s.mask_position_scale is not None and (
-                s.mask_position_scale <= 0 or not cfg.model.mask_position):
-            raise ValueError(f"stage {s.name}: mask_position_scale needs a model with a mask "
-                             f"position encoder (model.mask_position: true) and a value > 0, "
-                             f"got {s.mask_position_scale}")
-        if s.rec_kind_weights is not None:
-            unknown = sorted(set(s.rec_kind_weights) - set(POSITIVE_REC_KINDS))
-            values = list(s.rec_kind_weights.values())
-            if unknown or any(v < 0 for v in values) or sum(values) <= 0:
-                raise ValueError(f"stage {s.name}: rec_kind_weights needs non-negative weights "
-                                 f"of {POSITIVE_REC_KINDS} with a positive sum, got "
-                                 f"{s.rec_kind_weights}")
-        if s.negative_rec_fraction is not None and not 0 <= s.negative_rec_fraction <= 1:
-            raise ValueError(f"stage {s.name}: negative_rec_fraction must be in [0, 1], "
-                             f"got {s.negative_rec_fraction}")
-        if not 0 <= s.near_miss_rec_fraction <= 1:
-            raise ValueError(f"stage {s.name}: near_miss_rec_fraction must be in [0, 1], "
-                             f"got {s.near_miss_rec_fraction}")
-        if s.max_objects is not None and s.max_objects < cfg.data.min_objects:
-            raise ValueError(f"stage {s.name}: max_objects {s.max_objects} is below "
-                             f"data.min_objects {cfg.data.min_objects}")
-    if cfg.model.source not in ("scratch", "pretrained", "llava", "components"):
-        raise ValueError(f"model.source {cfg.model.source!r} is not one of scratch, pretrained, "
-                         "llava, components")
-    if cfg.data.source not in ("synthetic", "jsonl", "annotations"):
-        raise ValueError("data.source must be synthetic, jsonl or annotations")
-    if cfg.strategy not in RUN_STRATEGIES or cfg.precision not in RUN_PRECISIONS:
-        raise ValueError(f"strategy must be one of {RUN_STRATEGIES} and precision one of "
-                         f"{RUN_PRECISIONS}, got {cfg.strategy!r} and {cfg.precision!r}")
+    check_config(cfg)
     return cfg
 
 

@@ -1,4 +1,5 @@
-"""Where a run's conversations come from: synthetic scenes rendered on the fly, or JSONL
+"""Where a run's conversations come from: synthetic scenes rendered on the fly (one setting or
+a weighted mixture, with exact, box or coarse masks: training/scene_mix.py), or JSONL
 records; deterministic per (seed, step, micro-step).
 
 A micro-batch is one sequence of samples whatever the number of ranks: rank r of N takes the
@@ -14,9 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from rgpt_model.data.synthetic import SceneConfig, generate_scene
+from rgpt_model.data.synthetic import generate_scene
 from rgpt_model.training.config import StageSpec, TrainConfig
 from rgpt_model.training.samples import Conversation, Turn, scene_conversation
+from rgpt_model.training.scene_mix import (
+    mix_rng,
+    pick_scene_config,
+    scene_mixture,
+    with_mask_variant,
+)
 
 
 class ConversationSource:
@@ -25,8 +32,7 @@ class ConversationSource:
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
         d = cfg.data
-        self.scene_cfg = SceneConfig(height=d.image_height, width=d.image_width,
-                                     min_objects=d.min_objects, max_objects=d.max_objects)
+        self.scene_configs, self.scene_probs = scene_mixture(d)  # one unless data.scenes
         self.records: list[dict] = []
         self.roots: list[Path] = []
         if d.source == "jsonl":
@@ -55,19 +61,23 @@ class ConversationSource:
         rng = np.random.default_rng([self.cfg.seed, step, micro])
         if d.source == "synthetic":
             first = (step * self.cfg.grad_accum + micro) * 64
-            scene_cfg = self.scene_cfg
-            if stage.max_objects is not None:
-                scene_cfg = dataclasses.replace(scene_cfg, max_objects=stage.max_objects)
             weights = stage.task_weights or d.task_weights
             turns = stage.max_turns or d.max_turns
             negatives = (d.negative_rec_fraction if stage.negative_rec_fraction is None
                          else stage.negative_rec_fraction)
+            variants = stage.mask_variants or d.mask_variants
             out = []
             for j in range(stop):
+                pick = mix_rng(self.cfg.seed, step, micro, j)  # setting and mask variant
+                scene_cfg = pick_scene_config(self.scene_configs, self.scene_probs, pick)
+                if stage.max_objects is not None:
+                    scene_cfg = dataclasses.replace(scene_cfg, max_objects=stage.max_objects)
                 scene = generate_scene(d.seed, first + j, "train", scene_cfg)
                 conv = scene_conversation(scene, rng, weights, turns, d.prompt_variants,
                                           negatives, stage.rec_kind_weights,
                                           stage.near_miss_rec_fraction)
+                if variants:
+                    conv = with_mask_variant(conv, pick, variants)
                 if j >= start:
                     out.append(conv)
             return out

@@ -6,7 +6,8 @@ w}``; stage ``grey_fraction: p`` -> ``augmentations: {grey_repaint: p}``; stage
 ``rec_attention_weight`` (with ``rec_pointer_layout``), ``rec_readout_weight``,
 ``rec_expression_weight`` and ``rec_position_weight`` -> ``aux_losses`` entries
 ``rec_attention_<layout>``, ``rec_number_readout``, ``rec_expression_readout`` and
-``rec_position_readout`` in that order (the order in which the old trainer added them). Those
+``rec_position_readout`` in that order, after ``dense_region_attributes`` from the issue-20
+branch's ``dense_aux_weight`` (the order in which the old trainer added them). Those
 four are registered by the ``research`` plugin, which such a config must list.
 """
 
@@ -18,6 +19,7 @@ import logging
 logger = logging.getLogger(__name__)
 
 OLD_STAGE_LOSSES = {  # old stage key -> aux loss name, in the old trainer's order
+    "dense_aux_weight": "dense_region_attributes",  # the issue-20 branch's
     "rec_attention_weight": "rec_attention_{layout}",
     "rec_readout_weight": "rec_number_readout",
     "rec_expression_weight": "rec_expression_readout",

@@ -115,7 +115,7 @@ def model_geometry(cfg: TrainConfig) -> Geometry:
         model = RGPTForCausalLM(config)
     lm = model.language_model
     parts = {"vision": _count([model.vision_tower]),
-             "refiner": _count([model.refiner, model.mask_encoder]),
+             "refiner": _count([model.refiner, model.mask_encoder, model.pixel_branch]),
              "position": _count([model.mask_position]), "connector": _count([model.connector]),
              "lm": _count([lm])}
     layers = [mod for mod in model.modules()

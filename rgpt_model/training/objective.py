@@ -38,11 +38,13 @@ class TrainingObjective(nn.Module):
         own answer tokens (ranks of a distributed run pass the global count over the ranks).
         """
         m = self.model
-        g, r = m.region_encoder(batch["pixel_values"], batch["masks"],
-                                batch["region_image_index"])
         active = [(n, w, self.aux_losses[n]) for n, w in aux_weights.items()
                   if self.aux_losses[n].applies(batch)]
-        inputs = AuxLossInputs(batch, r)
+        want_map = any(aux.needs_refined_map for _, _, aux in active)
+        g, r, *fmap = m.region_encoder(batch["pixel_values"], batch["masks"],
+                                       batch["region_image_index"], return_refined_map=want_map)
+        fmap = fmap[0] if fmap else None
+        inputs = AuxLossInputs(batch, r, refined_map=fmap)
         parts = {n: w * aux(inputs) for n, w, aux in active if not aux.needs_lm}
         if lm_loss:
             after = [(n, w, aux) for n, w, aux in active if aux.needs_lm]
@@ -56,7 +58,7 @@ class TrainingObjective(nn.Module):
                     output_hidden_states=any(aux.needs_hidden_states for _, _, aux in after),
                     **extra)
             parts["lm"] = out.loss
-            inputs = AuxLossInputs(batch, r, out)
+            inputs = AuxLossInputs(batch, r, out, fmap)
             parts.update((n, w * aux(inputs)) for n, w, aux in after)
         total = sum(parts.values(), g.new_zeros((), dtype=torch.float32))
         return total, parts

@@ -1,7 +1,8 @@
 """Modules that register aux losses and augmentations, and the check that a config names
 only registered ones.
 
-The synthetic world's training aids are built in; other modules come from the run config's
+The synthetic world's training aids are built in (``synthetic_aux``; ``synthetic_dense_aux``,
+issue 20); other modules come from the run config's
 ``plugins`` list (the demo recipe's REC attention and readout losses: ``research``, a
 top-level folder of this repository that ``rgpt_model`` itself never imports).
 """
@@ -14,7 +15,8 @@ from collections.abc import Iterable, Mapping
 from rgpt_model.training.augment import registered_augmentations
 from rgpt_model.training.aux_losses import registered_aux_losses
 
-BUILTIN_PLUGINS = ("rgpt_model.data.synthetic_aux",)
+BUILTIN_PLUGINS = ("rgpt_model.data.synthetic_aux",
+                   "rgpt_model.data.synthetic_dense_aux")
 
 
 def load_plugins(modules: Iterable[str] = ()) -> None:

@@ -48,6 +48,10 @@ class Conversation:
     masks: np.ndarray
     turns: list[Turn] = field(default_factory=list)
     attributes: np.ndarray | None = None  # (R, 5): shape, colour, size, cx, cy (synthetic)
+    # the objects' exact masks when ``masks`` is a box or coarse variant (repaints and dense
+    # targets use these; training/scene_mix.py), and which kind ``masks`` is
+    object_masks: np.ndarray | None = None
+    mask_kind: str = "exact"
 
 
 # ------------------------------------------------------------------------ prompt wordings

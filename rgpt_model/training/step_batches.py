@@ -52,10 +52,11 @@ class StepBatches:
     def make_batch(self, step: int, micro: int) -> Batch:
         """This rank's tokenized, collated part of (step, micro) and its number of answer
         turns; with ``region_attributes`` when every conversation carries them (synthetic
-        scenes)."""
+        scenes) and ``object_masks`` (the objects' exact masks) when some masks are box or
+        coarse variants."""
         _, stage, _ = self.cfg.stage_at(step)
         p = self.processor
-        samples, pix, masks, attrs = [], [], [], []
+        samples, pix, masks, attrs, objects = [], [], [], [], []
         n_turns = 0
         augment_rng = np.random.default_rng([self.cfg.seed, step, micro, 1])
         part = self.part(stage)
@@ -74,12 +75,16 @@ class StepBatches:
                 self.cfg.data.with_system_prompt))
             pix.append(pv[0])
             masks.append(p.preprocess_masks(conv.masks, tf))
+            objects.append(masks[-1] if conv.object_masks is None
+                           else p.preprocess_masks(conv.object_masks, tf))
             n_turns += len(conv.turns)
             if conv.attributes is not None:
                 attrs.append(torch.from_numpy(conv.attributes))
         batch = collate(samples, pix, masks, p.tokenizer.pad_token_id)
         if attrs and len(attrs) == len(samples):
             batch["region_attributes"] = torch.cat(attrs)
+        if any(o is not m for o, m in zip(objects, masks, strict=True)):  # mask variants
+            batch["object_masks"] = torch.cat(objects)
         return batch, n_turns
 
     def step(self, step: int) -> list[Batch]:

@@ -50,10 +50,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-scenes", type=int, default=0,
                    help="after training, evaluate on this many synthetic test scenes and write "
                         "eval_report.json into the exported model directory")
+    p.add_argument("--eval-conditions", default="none",
+                   help="conditions of that evaluation besides 'exact' (issue 20: see "
+                        "rgpt_model.evaluation.conditions): 'all', 'none' or a comma list")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--log-level", default="INFO", help="logging level (ranks other than 0 log "
                    "warnings and errors only)")
     return p
+
+
+def _refuse_export_over_warm_start(cfg, export: Path | None) -> None:
+    """Exporting over the model a run starts from would leave its recipe without a start."""
+    ws = cfg.model.warm_start
+    target = export if export is not None else Path(cfg.output_dir) / "final"
+    if ws is not None and target.resolve() == Path(ws.path).resolve():
+        raise SystemExit(f"--export {target} is the warm-start model of this config "
+                         "(model.warm_start.path); export elsewhere, or move that model and "
+                         "point warm_start.path at its new place first")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.output_dir is not None:
         overrides.append(f"output_dir={args.output_dir}")
     cfg = load_config(args.config, overrides)
+    _refuse_export_over_warm_start(cfg, args.export)
     trainer = Trainer(cfg, progress=not args.no_progress)
     try:
         summary = _train_and_export(trainer, args)
@@ -79,10 +93,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     (path / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     logging.getLogger(__name__).info("training done: %s", summary)
     if args.eval_scenes:
+        from rgpt_model.evaluation.conditions import parse_conditions
         from rgpt_model.evaluation.evaluate import evaluate_synthetic, write_report
 
         report = evaluate_synthetic(path, split="test", num_scenes=args.eval_scenes,
-                                    seed=cfg.data.seed, progress=not args.no_progress)
+                                    seed=cfg.data.seed, progress=not args.no_progress,
+                                    conditions=parse_conditions(args.eval_conditions))
         report["training"] = summary
         write_report(report, path / "eval_report.json")
     print(json.dumps(summary, indent=2))

@@ -110,8 +110,9 @@ class Trainer:
         cfg = self.cfg
         load_plugins(cfg.plugins)  # done by config_from_dict, not for a config built in code
         names = dict.fromkeys(n for s in cfg.stages for n in cfg.stage_aux_losses(s))
-        setup = AuxLossSetup(self.model, cfg)
-        losses = {n: build_aux_loss(n, setup).to(self.device) for n in names}
+        losses: dict[str, AuxLoss] = {}
+        for n in names:  # a loss may share the heads of one built before it (``requires``)
+            losses[n] = build_aux_loss(n, AuxLossSetup(self.model, cfg, losses)).to(self.device)
         for s in cfg.stages:
             reading_lm = [n for n in cfg.stage_aux_losses(s) if losses[n].needs_lm]
             if reading_lm and not s.lm_loss:
@@ -150,7 +151,7 @@ class Trainer:
             m.config.mask_position_scale = self._scale_at(index, "mask_position_scale")
             m.mask_position.scale = m.config.mask_position_scale
         m.requires_grad_(False)
-        region_side = [x for x in (m.refiner, m.mask_encoder) if x is not None]
+        region_side = [x for x in (m.refiner, m.mask_encoder, m.pixel_branch) if x is not None]
         parts = {"vision": [m.vision_tower], "refiner": region_side, "connector": [m.connector],
                  "position": [m.mask_position] if m.mask_position is not None else []}
         if "position" in stage.train and m.mask_position is None:

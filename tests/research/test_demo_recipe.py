@@ -39,3 +39,28 @@ def test_every_demo_stage_trains_a_step_through_the_cli(tmp_path):
     assert {"rec_attention_quote", "rec_attention_answer",
             "rec_expression_readout"} <= set().union(*parts)  # where a step had REC rows
     assert (tmp_path / "run" / "final" / "config.json").is_file()
+
+
+def test_every_demo_v2_stage_trains_a_step_through_the_cli(tmp_path):
+    """The issue-20 recipe (demo_v2.yaml) on a tiny model: no warm start (the demo model's
+    sizes), patch merge 4 on the 8x8 grid; mixed scenes, box/coarse masks, dense loss."""
+    config = ROOT / "rgpt_model" / "configs" / "demo_v2.yaml"
+    stages = load_config(config).stages
+    overrides = TINY + ["model.warm_start=null", "model.patch_merge_factor=4"] + [
+        f"stages.{i}.{key}" for i in range(len(stages))
+        for key in ("steps=1", "images_per_step=2", "warmup_steps=1")]
+    args = [sys.executable, "-m", "rgpt_model.training.train", "--config", str(config),
+            "--output-dir", str(tmp_path / "run"), "--no-progress", "--log-level", "WARNING"]
+    for item in overrides:
+        args += ["--set", item]
+    out = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").open()]
+    assert len(log) == len(stages)
+    assert set(log[0]["parts"]) == {"region_attributes", "dense_region_attributes"}
+    assert all({"lm", "dense_region_attributes"} <= set(rec["parts"]) for rec in log[1:])
+    final = tmp_path / "run" / "final"
+    saved = json.loads((final / "config.json").read_text())
+    assert saved["use_pixel_branch"] and not saved["mask_position_spread"]
+    assert not saved["use_mask_encoder"]
+    assert not json.loads((final / "rgpt_processor_config.json").read_text())["pad_to_square"]

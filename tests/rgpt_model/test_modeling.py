@@ -282,7 +282,8 @@ def test_checkpoint_of_the_old_layout_loads_and_saves_in_the_new(tmp_path, scene
     key mapping with every weight in place; saving writes region_encoder.*."""
     from safetensors import safe_open
 
-    path = make_tiny_model(tmp_path / "new", seed=2, use_mask_encoder=True, use_mask_position=True)
+    path = make_tiny_model(tmp_path / "new", seed=2, use_mask_encoder=True, use_mask_position=True,
+                           use_pixel_branch=True, pixel_branch_width=8)
     _write_legacy_layout(path, tmp_path / "old")
     with safe_open(tmp_path / "old" / "model.safetensors", "pt") as f:
         old_keys = set(f.keys())
