@@ -328,7 +328,6 @@ def main(args: list[str] | None = None) -> None:
     node = RGPTNode()
     executor = MultiThreadedExecutor(num_threads=int(node.p("max_pending_queries")) + 4)
     executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, name="rgpt_executor", daemon=True)
     try:
         if node.p("autostart") and not stop.is_set():  # before spinning: no state queries
             if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:  # mid-transition
@@ -336,12 +335,18 @@ def main(args: list[str] | None = None) -> None:
             else:
                 node.get_logger().error("autostart: configure failed; the node waits "
                                         "unconfigured (fix the parameters, then configure)")
-        spinner.start()
-        while not stop.wait(0.2) and spinner.is_alive():
-            pass
+        # The main thread owns the wait set (callbacks run on the executor's pool), so no
+        # thread is still waiting inside rcl when the entities and the context are destroyed
+        # (a spinner thread left there aborted the process: "terminate called without an
+        # active exception").
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.2)
         node.get_logger().info("shutting down: ending queries and goals")
         if node.state_label != "finalized":
-            node.trigger_shutdown()
+            closer = threading.Thread(target=node.trigger_shutdown, name="rgpt_shutdown")
+            closer.start()  # goals end with results while this thread keeps spinning
+            while closer.is_alive():
+                executor.spin_once(timeout_sec=0.05)
     finally:
         executor.shutdown(timeout_sec=2.0)
         node.destroy_node()
