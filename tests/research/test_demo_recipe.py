@@ -21,18 +21,25 @@ TINY = ["model.vision.hidden_size=32", "model.vision.intermediate_size=64",
         "data_workers=0", "save_every=0", "log_every=1"]
 
 
-def test_every_demo_stage_trains_a_step_through_the_cli(tmp_path):
-    stages = load_config(DEMO).stages
-    overrides = TINY + [f"stages.{i}.{key}" for i in range(len(stages))
-                        for key in ("steps=1", "images_per_step=2", "warmup_steps=1")]
-    args = [sys.executable, "-m", "rgpt_model.training.train", "--config", str(DEMO),
-            "--output-dir", str(tmp_path / "run"), "--no-progress", "--log-level", "WARNING"]
+def _one_step_per_stage(config: Path, run: Path, extra: list[str]) -> list[dict]:
+    """Train every stage of ``config`` for one step on the tiny model through the CLI; the
+    train log's records, one per stage."""
+    stages = load_config(config).stages
+    overrides = TINY + extra + [f"stages.{i}.{key}" for i in range(len(stages))
+                                for key in ("steps=1", "images_per_step=2", "warmup_steps=1")]
+    args = [sys.executable, "-m", "rgpt_model.training.train", "--config", str(config),
+            "--output-dir", str(run), "--no-progress", "--log-level", "WARNING"]
     for item in overrides:
         args += ["--set", item]
     out = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").open()]
+    log = [json.loads(line) for line in (run / "train_log.jsonl").open()]
     assert len(log) == len(stages)
+    return log
+
+
+def test_every_demo_stage_trains_a_step_through_the_cli(tmp_path):
+    log = _one_step_per_stage(DEMO, tmp_path / "run", [])
     parts = [set(rec["parts"]) for rec in log]
     assert parts[0] == {"region_attributes"}  # stage 0: vision only
     assert {"lm", "region_attributes", "rec_position_readout"} <= parts[13]  # stage 14
@@ -44,19 +51,9 @@ def test_every_demo_stage_trains_a_step_through_the_cli(tmp_path):
 def test_every_demo_v2_stage_trains_a_step_through_the_cli(tmp_path):
     """The issue-20 recipe (demo_v2.yaml) on a tiny model: no warm start (the demo model's
     sizes), patch merge 4 on the 8x8 grid; mixed scenes, box/coarse masks, dense loss."""
-    config = ROOT / "rgpt_model" / "configs" / "demo_v2.yaml"
-    stages = load_config(config).stages
-    overrides = TINY + ["model.warm_start=null", "model.patch_merge_factor=4"] + [
-        f"stages.{i}.{key}" for i in range(len(stages))
-        for key in ("steps=1", "images_per_step=2", "warmup_steps=1")]
-    args = [sys.executable, "-m", "rgpt_model.training.train", "--config", str(config),
-            "--output-dir", str(tmp_path / "run"), "--no-progress", "--log-level", "WARNING"]
-    for item in overrides:
-        args += ["--set", item]
-    out = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").open()]
-    assert len(log) == len(stages)
+    log = _one_step_per_stage(ROOT / "rgpt_model" / "configs" / "demo_v2.yaml",
+                              tmp_path / "run",
+                              ["model.warm_start=null", "model.patch_merge_factor=4"])
     assert set(log[0]["parts"]) == {"region_attributes", "dense_region_attributes"}
     assert all({"lm", "dense_region_attributes"} <= set(rec["parts"]) for rec in log[1:])
     final = tmp_path / "run" / "final"

@@ -14,7 +14,6 @@ import pytest
 import rclpy
 
 from rgpt_model.data.synthetic import SceneConfig, generate_scene
-from rgpt_model.demo import DEMO_MODEL_DIR
 from rgpt_ros.client import RGPTClient
 from rgpt_ros.process import start_node, stop_node
 
@@ -28,34 +27,10 @@ SHARED_PARAMS = {
 }
 
 
-def demo_model_trained() -> bool:
-    """True when rgpt_model/demo_model/ holds a trained model (accuracy tests need it)."""
-    return (DEMO_MODEL_DIR / "config.json").is_file() and any(DEMO_MODEL_DIR.glob("*.safetensors"))
-
-
-def demo_rec_accuracy() -> float:
-    """REC accuracy the demo model's own evaluation reports (0 when absent)."""
-    import json
-
-    try:
-        report = json.loads((DEMO_MODEL_DIR / "eval_report.json").read_text())
-        return float(report["rec"]["accuracy"])
-    except (OSError, KeyError, ValueError, TypeError):
-        return 1.0 if demo_model_trained() else 0.0
-
-
 # The share of a seeded sample of referring expressions (every kind) the node must answer
 # right; chance is about 1 in 6. It sits under the demo model's measured REC accuracy, so the
 # test checks the node end to end rather than the model's last points.
 REFERRING_BAR = 0.5
-
-NEEDS_DEMO_MODEL = pytest.mark.skipif(
-    not demo_model_trained() or demo_rec_accuracy() < REFERRING_BAR + 0.1,
-    reason="the demo model cannot answer referring expressions well enough yet (its "
-           f"eval_report.json gives REC accuracy {demo_rec_accuracy():.2f} < "
-           f"{REFERRING_BAR + 0.1}, or rgpt_model/demo_model/ is empty); only the plumbing and "
-           "the node-vs-library agreement are checked")
-
 
 def scene(index: int, height: int = 96, width: int = 128, split: str = "val"):
     """A deterministic synthetic scene (image, labels, regions, expressions)."""

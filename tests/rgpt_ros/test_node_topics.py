@@ -12,7 +12,7 @@ from regiongpt_ros.msg import LabelMap
 from rgpt_ros import conversions as conv
 from rgpt_ros.client import GOAL_ABORTED, GOAL_CANCELED, GOAL_SUCCEEDED, make_header
 
-from .conftest import NEEDS_DEMO_MODEL, REFERRING_BAR, SHARED_PARAMS, scene
+from .conftest import REFERRING_BAR, SHARED_PARAMS, scene
 
 
 def _publish_and_wait(client, sc, **kw):
@@ -170,7 +170,6 @@ def test_node_answers_equal_the_library_answers(shared_node, long_answers):
             assert list(res.matched_ids) == want.matched_ids and res.raw_answer == want.raw_answer
 
 
-@NEEDS_DEMO_MODEL
 def test_referring_answers_are_correct_on_synthetic_scenes(shared_node, long_answers):
     """A seeded sample of each scene's expressions (attribute, relation, superlative and
     absent ones; targets anywhere in the scene) is answered right well above chance."""
