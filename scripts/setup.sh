@@ -123,4 +123,9 @@ fi
   echo "export PYTHONPATH=\"$ROOT\${PYTHONPATH:+:\$PYTHONPATH}\""
   echo "export RMW_IMPLEMENTATION=\"\${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}\""
 } > "$ROOT/setup_env.sh"
+if ! command -v java >/dev/null 2>&1; then
+    # pycocoevalcap's METEOR scorer is Java; a system package, not something pip can install.
+    say "note: java not found: caption METEOR scores and their test are skipped;" \
+        "install a JRE (e.g. apt install default-jre-headless) to get them"
+fi
 say "done: 'source setup_env.sh' to use the environment"

@@ -90,7 +90,8 @@ def test_cider_perfect_beats_wrong_and_notes_without_java(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("java") is None, reason="METEOR needs java")
+@pytest.mark.skipif(shutil.which("java") is None,
+                    reason="METEOR needs java, a system package (scripts/setup.sh says so)")
 def test_meteor_with_java(request):
     # The Java scorer takes ~10-25 s to start; run only when slow tests are asked for.
     if "slow" not in (request.config.getoption("markexpr") or ""):
