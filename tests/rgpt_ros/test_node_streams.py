@@ -192,13 +192,9 @@ def test_a_fast_stream_does_not_starve_a_slow_one(two_streams):
                 a.publish_frame(sa.image, sa.labels)
                 time.sleep(0.02)
             slow.append(b.publish_frame(sb.image, sb.labels))
-        answered = sum(b.wait_regions(stamp, 10) is not None for stamp in slow)
+        served = sum(b.wait_regions(stamp, 10) is not None for stamp in slow)
         after = _settled(a)
         fast, slow_st = after.streams[0], after.streams[1]
-        # fairness is the worker's: count the frames it processed, not the answers that
-        # reached this client (their transport is tested elsewhere)
-        served = slow_st.frames_processed - before.streams[1].frames_processed
-        assert answered >= 1, after
         received = fast.frames_received - before.streams[0].frames_received
         dropped = fast.frames_dropped - before.streams[0].frames_dropped
         assert received >= 12 * len(slow) and dropped > 0, after  # cam_a was really faster
