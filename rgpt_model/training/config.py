@@ -21,6 +21,7 @@ from rgpt_model.training.plugins import load_plugins
 
 TRAINABLE_PARTS = ("vision", "refiner", "position", "connector", "lm")
 POSITIVE_REC_KINDS = ("attribute", "superlative", "relation")  # rgpt_model.data.expressions
+NEGATIVE_REC_KINDS = ("absent", "absent_relation")  # the same, answered "none"
 RUN_STRATEGIES = ("single", "ddp", "fsdp")  # TrainConfig.strategy
 RUN_PRECISIONS = ("fp32", "bf16")  # TrainConfig.precision
 
@@ -204,6 +205,10 @@ class StageSpec:
     # Relative weights of the kinds of positive REC expressions (attribute, superlative,
     # relation); None = uniform over a scene's expressions, where attribute phrases dominate.
     rec_kind_weights: dict[str, float] | None = None
+    # The same for the scene's "none" phrases (absent, absent_relation): a false relation
+    # about a unique subject ("the red circle right of the square" when it is left) must be
+    # seen often enough to be answered "none" (issue 20, demo_v2 stage 3).
+    negative_kind_weights: dict[str, float] | None = None
     # Sets the model's region_identity_scale from this stage on (None = keep the value of
     # the model spec or of an earlier stage); the exported model keeps the last one.
     region_identity_scale: float | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from rgpt_model.training.aux_losses import aux_loss_requirements
 from rgpt_model.training.config import (
+    NEGATIVE_REC_KINDS,
     POSITIVE_REC_KINDS,
     RUN_PRECISIONS,
     RUN_STRATEGIES,
@@ -45,13 +46,16 @@ def check_config(cfg: TrainConfig) -> None:
             raise ValueError(f"stage {s.name}: mask_position_scale needs a model with a mask "
                              f"position encoder (model.mask_position: true) and a value > 0, "
                              f"got {s.mask_position_scale}")
-        if s.rec_kind_weights is not None:
-            unknown = sorted(set(s.rec_kind_weights) - set(POSITIVE_REC_KINDS))
-            values = list(s.rec_kind_weights.values())
+        for key, kinds in (("rec_kind_weights", POSITIVE_REC_KINDS),
+                           ("negative_kind_weights", NEGATIVE_REC_KINDS)):
+            weights = getattr(s, key)
+            if weights is None:
+                continue
+            unknown = sorted(set(weights) - set(kinds))
+            values = list(weights.values())
             if unknown or any(v < 0 for v in values) or sum(values) <= 0:
-                raise ValueError(f"stage {s.name}: rec_kind_weights needs non-negative weights "
-                                 f"of {POSITIVE_REC_KINDS} with a positive sum, got "
-                                 f"{s.rec_kind_weights}")
+                raise ValueError(f"stage {s.name}: {key} needs non-negative weights of {kinds} "
+                                 f"with a positive sum, got {weights}")
         if s.negative_rec_fraction is not None and not 0 <= s.negative_rec_fraction <= 1:
             raise ValueError(f"stage {s.name}: negative_rec_fraction must be in [0, 1], "
                              f"got {s.negative_rec_fraction}")

@@ -75,7 +75,8 @@ class ConversationSource:
                 scene = generate_scene(d.seed, first + j, "train", scene_cfg)
                 conv = scene_conversation(scene, rng, weights, turns, d.prompt_variants,
                                           negatives, stage.rec_kind_weights,
-                                          stage.near_miss_rec_fraction)
+                                          stage.near_miss_rec_fraction,
+                                          stage.negative_kind_weights)
                 if variants:
                     conv = with_mask_variant(conv, pick, variants)
                 if j >= start:

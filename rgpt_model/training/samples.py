@@ -94,13 +94,15 @@ def scene_turns(
     negative_fraction: float = 0.2,
     rec_kind_weights: dict[str, float] | None = None,
     near_miss_fraction: float = 0.0,
+    negative_kind_weights: dict[str, float] | None = None,
 ) -> list[Turn]:
     """Random task-guided turns about a synthetic scene (regions = positions in scene.regions).
 
     ``rec_kind_weights`` draws a positive expression's kind first (among the scene's kinds,
     by weight), then a phrase of that kind; None draws uniformly over all phrases.
     ``near_miss_fraction`` of the negative REC turns ask for a phrase one attribute away from
-    a present object (``near_miss_expressions``) instead of one of the scene's negatives.
+    a present object (``near_miss_expressions``) instead of one of the scene's negatives,
+    which ``negative_kind_weights`` draw by kind as ``rec_kind_weights`` the positives.
     """
     regions = scene.regions
     n = len(regions)
@@ -132,6 +134,8 @@ def scene_turns(
             pool = neg if use_neg else pos
             if use_neg and near_miss_fraction > 0 and rng.random() < near_miss_fraction:
                 pool = near_miss_expressions(regions, allowed_pairs(scene.split)) or neg
+            elif use_neg and negative_kind_weights is not None:
+                pool = _pool_of_drawn_kind(neg, negative_kind_weights, rng) or neg
             if not use_neg and rec_kind_weights is not None:
                 pool = _pool_of_drawn_kind(pos, rec_kind_weights, rng)
             if not pool:
@@ -160,11 +164,12 @@ def scene_conversation(scene: Scene, rng: np.random.Generator, task_weights: dic
                        max_turns: int, variants: Sequence[str] = ("model", "data", "coco"),
                        negative_fraction: float = 0.2,
                        rec_kind_weights: dict[str, float] | None = None,
-                       near_miss_fraction: float = 0.0) -> Conversation:
+                       near_miss_fraction: float = 0.0,
+                       negative_kind_weights: dict[str, float] | None = None) -> Conversation:
     """A multi-turn training conversation about a synthetic scene."""
     masks = np.stack([scene.labels == r.id for r in scene.regions])
     turns = scene_turns(scene, rng, task_weights, max_turns, variants, negative_fraction,
-                        rec_kind_weights, near_miss_fraction)
+                        rec_kind_weights, near_miss_fraction, negative_kind_weights)
     h, w = scene.labels.shape
     attrs = np.asarray([[SHAPES.index(r.shape), list(COLOURS).index(r.colour),
                          list(SIZES).index(r.size), r.centroid[0] / w, r.centroid[1] / h]

@@ -163,9 +163,27 @@ def test_rec_kind_weights_choose_the_kind_of_positive_expressions():
     assert len(kinds(None)) > 1
 
 
-def test_bad_rec_kind_weights_are_errors(tmp_path):
+def test_negative_kind_weights_choose_the_kind_of_none_phrases():
+    scene = next(s for s in (generate_scene(0, i, "train") for i in range(40))
+                 if {e.kind for e in s.expressions} >= {"absent", "absent_relation"})
+    by_text = {e.text: e.kind for e in scene.expressions if not e.target_ids}
+
+    def kinds(weights) -> set[str]:
+        turns = scene_turns(scene, np.random.default_rng(0), {"rec": 1.0}, max_turns=40,
+                            negative_fraction=1.0, negative_kind_weights=weights)
+        assert all(t.answer == prompts.NO_MATCH_ANSWER for t in turns)
+        return {by_text[re.search(r"'(.*)'", t.question).group(1)] for t in turns}
+
+    assert kinds({"absent_relation": 1.0}) == {"absent_relation"}
+    assert kinds({"absent": 1.0, "absent_relation": 0.0}) == {"absent"}
+    assert kinds(None) == {"absent", "absent_relation"}
+
+
+@pytest.mark.parametrize("key", ["rec_kind_weights", "negative_kind_weights"])
+def test_bad_rec_kind_weights_are_errors(tmp_path, key):
     d = tiny_run_dict(tmp_path)
-    for weights in ({"colour": 1.0}, {"relation": -1.0}, {"relation": 0.0}):
-        d["stages"] = [{"name": "s", "steps": 1, "rec_kind_weights": weights}]
-        with pytest.raises(ValueError, match="rec_kind_weights needs non-negative weights"):
+    kind = "relation" if key == "rec_kind_weights" else "absent"
+    for weights in ({"colour": 1.0}, {kind: -1.0}, {kind: 0.0}):
+        d["stages"] = [{"name": "s", "steps": 1, key: weights}]
+        with pytest.raises(ValueError, match=f"{key} needs non-negative weights"):
             config_from_dict(d)
