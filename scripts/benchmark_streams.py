@@ -22,10 +22,13 @@ tiny-large (random weights with the full model's sequence geometry,
 scripts/benchmark_regions.tiny_large_configs), or a model directory.
 The CPU is shared with whatever else runs: run it niced and say so. Besides frames/s, each
 window records the node processes' CPU time: frames per CPU-second is the efficiency of a setup
-whatever share of a busy machine the scheduler gave it (N processes get more of it than one).
+whatever share of a busy machine the scheduler gave it (N processes get more of it than one);
+--cpus pins every node to the same cores, so per-second figures compare the same hardware.
 
     source setup_env.sh
     nice -n 10 python scripts/benchmark_streams.py --json docs/benchmarks/streams_cpu.json
+    python scripts/benchmark_streams.py --cpus 0 --threads 1 --models demo --streams 2 4 \
+        --json docs/benchmarks/streams_cpu_pinned.json
 """
 
 from __future__ import annotations
@@ -130,6 +133,17 @@ def _stamp_ns(status) -> int:
     return status.header.stamp.sec * 1_000_000_000 + status.header.stamp.nanosec
 
 
+def pin_process(pid: int, cpus: set[int]) -> None:
+    """Every thread of ``pid`` on ``cpus`` (threads it starts later inherit it): the setups
+    then share the same cores, whatever number of processes each one has."""
+    for _ in range(2):  # threads started while the first pass ran
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                os.sched_setaffinity(int(task.name), cpus)
+            except ProcessLookupError:  # a thread that has just ended
+                pass
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU time the processes have used so far (Linux /proc)."""
     total = 0
@@ -187,6 +201,9 @@ def run_streams(n: int, params: dict, args, log_dir: Path) -> dict:
         nodes += [(f"/bench_single{k}", {**params, "streams": [""]}) for k in range(n)]
     procs = [start_node(p, namespace=ns, log=log_dir / f"{ns.strip('/')}_{n}.log")
              for ns, p in nodes]
+    if args.cpus:
+        for proc in procs:
+            pin_process(proc.pid, args.cpus)
     multi = [RGPTClient(ns="/bench_multi", stream=s, reliable_inputs=True) for s in streams]
     single = [RGPTClient(ns=ns, reliable_inputs=True) for ns, _ in nodes[1:]]
     rounds: dict[str, list[dict]] = {s: [] for s in setups}
@@ -259,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
         help="a counted window also lasts until this many frames were processed (default: 40)")
     arg("--max-seconds", type=float, default=90.0,
         help="... but no longer than this many seconds (default: 90)")
+    arg("--cpus", type=lambda s: {int(v) for v in s.split(",")}, default=None,
+        help="pin every node process to these CPUs, e.g. 0 (default: none; unpinned, N "
+             "processes draw more of a shared machine than one: compare frames per CPU-second)")
     arg("--device", default="cpu", help="node device (default: cpu)")
     arg("--json", type=Path, default=None, help="write the results here (default: none)")
     arg("--log-dir", type=Path, default=None,
@@ -278,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
               **({} if args.reuse else {"reuse_max_age": 0})}
     out: dict = {"command": " ".join(["scripts/benchmark_streams.py", *(argv or sys.argv[1:])]),
                  "host": platform.node(), "cpus": os.cpu_count(), "nice": os.nice(0),
+                 "pinned_cpus": sorted(args.cpus) if args.cpus else None,
                  "hz": args.hz, "size_wxh": [args.size[1], args.size[0]],
                  "regions": args.regions, "params": params,
                  "loadavg_start": os.getloadavg(), "models": {}}
