@@ -15,6 +15,9 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 DEMO_MODEL_DIR = Path(__file__).resolve().parent / "demo_model"
+# The issue-20 model: labels from the pixels under each mask, not from its outline (boxes and
+# coarse masks work); not the default, see its README for the figures against DEMO_MODEL_DIR.
+DEMO_MODEL_V2_DIR = DEMO_MODEL_DIR.parent / "demo_model_v2"
 
 
 def cache_dir() -> Path:
