@@ -12,7 +12,7 @@ setup(
     description="RegionGPT region-level vision-language model and its ROS 2 node",
     python_requires=">=3.11",
     packages=find_packages(include=["rgpt_model", "rgpt_model.*", "rgpt_ros", "rgpt_ros.*"]),
-    package_data={"rgpt_model": ["demo_model/*", "demo_model/**/*", "demo_model_v2/*",
+    package_data={"rgpt_model": ["demo_model/*", "demo_model/**/*", "demo_model_v1/*",
                                  "configs/*"]},
     include_package_data=True,
     install_requires=[

@@ -40,7 +40,7 @@ def side(code: str, out: Path, ckpt: Path) -> None:
     shutil.rmtree(out, ignore_errors=True)
     (run).mkdir(parents=True)
     shutil.copytree(ckpt, run / "checkpoint-last")
-    overrides = [f"output_dir={run}", f"model.warm_start.path={root / 'rgpt_model/demo_model'}",
+    overrides = [f"output_dir={run}", f"model.warm_start.path={root / 'rgpt_model/demo_model_v1'}",
                  "data_workers=0", "log_every=1"]
     cfg = load_config(config, overrides)
     trainer = Trainer(cfg, progress=False)

@@ -1,8 +1,8 @@
-"""Two evaluation reports side by side, target by target (issue 20: a new demo model replaces
-the default only when it is at least as good on every figure both reports measured).
+"""Two evaluation reports side by side, target by target (issue 20), to see what a new model
+gains and loses against the one it replaces.
 
-    python -m rgpt_model.evaluation.compare_reports rgpt_model/demo_model/eval_conditions.json \\
-        rgpt_model/demo_model_v2/eval_report.json
+    python -m rgpt_model.evaluation.compare_reports \\
+        rgpt_model/demo_model_v1/eval_conditions.json rgpt_model/demo_model/eval_report.json
 
 prints a markdown table (value and 95 % interval of each, which is better) and the verdict;
 exits 0 when the second report is at least as good on every shared figure, else 1.
@@ -77,7 +77,7 @@ def markdown(rows: Sequence[Row], old_name: str = "old", new_name: str = "new") 
 
 
 def new_at_least_as_good(rows: Sequence[Row]) -> bool:
-    """The issue's rule for switching the default: no shared figure where the old is better."""
+    """No shared figure where the old is better (the exit status says so)."""
     return not any(r.better == "old" for r in rows)
 
 
@@ -87,7 +87,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("old", type=Path, help="the current model's report (eval_report.json)")
     p.add_argument("new", type=Path, help="the candidate model's report")
     args = p.parse_args(argv)
-    rows = compare(json.loads(args.old.read_text()), json.loads(args.new.read_text()))
+    reports = []
+    for path in (args.old, args.new):
+        try:
+            reports.append(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            p.error(f"cannot read the report {path}: {exc}")
+    rows = compare(*reports)
     print(markdown(rows, args.old.parent.name or "old", args.new.parent.name or "new"))
     ok = new_at_least_as_good(rows)
     worse = [r.name for r in rows if r.better == "old"]

@@ -200,7 +200,7 @@ class StageSpec:
     # Share of those "none" turns whose phrase is one attribute away from a present object
     # (rgpt_model.data.expressions.near_miss_expressions) rather than a random absent one.
     # High shares teach "none" faster than the model learns to tell such phrases from present
-    # objects: 0.5 of 0.3 made it answer "none" to present ones (demo_model/README.md).
+    # objects: 0.5 of 0.3 made it answer "none" to present ones (demo_model_v1/README.md).
     near_miss_rec_fraction: float = 0.0
     # Relative weights of the kinds of positive REC expressions (attribute, superlative,
     # relation); None = uniform over a scene's expressions, where attribute phrases dominate.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from research.rec_attention_probe import attribute_group, probe
 from rgpt_model.build import load_predictor
 from rgpt_model.data.scene import Region
-from rgpt_model.demo import DEMO_MODEL_DIR
+from rgpt_model.demo import DEMO_MODEL_V1_DIR
 
 
 def _region(i: int, shape: str, colour: str, size: str) -> Region:
@@ -23,7 +23,7 @@ def test_attribute_group_keeps_regions_with_every_named_attribute():
 
 
 def test_probe_sees_the_demo_model_rank_by_size():
-    report = probe(load_predictor(DEMO_MODEL_DIR, device="cpu"), num_scenes=4, progress=False)
+    report = probe(load_predictor(DEMO_MODEL_V1_DIR, device="cpu"), num_scenes=4, progress=False)
     assert set(report) <= {"leftmost", "rightmost", "topmost", "bottommost", "largest",
                            "smallest"}
     for stats in report.values():

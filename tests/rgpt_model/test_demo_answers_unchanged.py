@@ -1,6 +1,7 @@
-"""The demo model answers exactly as it did before the architecture change (issue 18).
+"""The demo models answer exactly as they did when recorded: the previous one (demo_model_v1)
+before the architecture change of issue 18, the current one when it became the default.
 
-The reference was recorded with the pre-refactor code (tests/rgpt_model/golden/demo_answers.py);
+The references are tests/rgpt_model/golden/demo_answers*.json (demo_answers.py records them);
 texts and ids must match exactly, scores within float noise. Fields added to the results
 after the recording (``FIELDS_ADDED_SINCE``) must hold their defaults.
 """
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from rgpt_model.demo import DEMO_MODEL_DIR
-from tests.rgpt_model.golden.demo_answers import GOLDEN_FILE, compute_answers
+from tests.rgpt_model.golden.demo_answers import GOLDEN_FILES, compute_answers
 
 # RegionDescription fields newer than the recording, with the value a fresh answer has
 FIELDS_ADDED_SINCE = {"reused": False, "age": 0}
@@ -34,9 +35,10 @@ def _compare(fresh, stored, where: str = "") -> None:
         assert fresh == stored, where
 
 
-def test_demo_model_answers_are_unchanged():
+@pytest.mark.parametrize("folder", sorted(GOLDEN_FILES))
+def test_demo_model_answers_are_unchanged(folder):
     from rgpt_model.predictor import RGPTPredictor
 
     torch.set_num_threads(1)
-    predictor = RGPTPredictor.from_pretrained(DEMO_MODEL_DIR)
-    _compare(compute_answers(predictor), json.loads(GOLDEN_FILE.read_text()))
+    predictor = RGPTPredictor.from_pretrained(DEMO_MODEL_DIR.parent / folder)
+    _compare(compute_answers(predictor), json.loads(GOLDEN_FILES[folder].read_text()))

@@ -17,7 +17,7 @@ from rgpt_model.build import build_from_components, load_predictor
 from rgpt_model.data.attributes import SHAPES
 from rgpt_model.data.synthetic import SceneConfig, generate_scene
 from rgpt_model.decoding import DECODERS
-from rgpt_model.demo import DEMO_MODEL_DIR
+from rgpt_model.demo import DEMO_MODEL_V1_DIR
 from rgpt_model.errors import ModelLoadError
 from rgpt_model.predictor import RGPTPredictor
 from rgpt_model.processor import RGPTProcessor
@@ -45,7 +45,7 @@ def llm():
 def rgpt():
     """(model, processor): the RGPT built around the same GGUF."""
     torch.manual_seed(0)
-    return build_from_components(DEMO_MODEL_DIR, SMOLLM2, dtype=torch.float32,
+    return build_from_components(DEMO_MODEL_V1_DIR, SMOLLM2, dtype=torch.float32,
                                  num_region_tokens=NUM_REGION_TOKENS, patch_merge_factor=4,
                                  label_vocabulary=list(SHAPES))
 
@@ -134,7 +134,7 @@ def test_a_clip_directory_serves_as_the_vision_side(tmp_path):
     saved from random weights; the GGUF path is the module's other tests."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    donor = load_predictor(DEMO_MODEL_DIR, device="cpu")
+    donor = load_predictor(DEMO_MODEL_V1_DIR, device="cpu")
     donor.model.vision_tower.save_pretrained(tmp_path / "clip")
     tokenizer = donor.processor.tokenizer
     lm = LlamaForCausalLM(LlamaConfig(hidden_size=64, intermediate_size=128,

@@ -1,6 +1,8 @@
-"""compare_reports: the issue-20 rule for replacing the default model, figure by figure."""
+"""compare_reports: two reports figure by figure, and which model is better on each."""
 
 import json
+
+import pytest
 
 from rgpt_model.evaluation.compare_reports import compare, main, markdown, new_at_least_as_good
 
@@ -32,3 +34,12 @@ def test_a_figure_only_one_report_measured_decides_nothing():
     assert [r.better for r in rows] == ["", ""] and new_at_least_as_good(rows)
     table = markdown(rows)
     assert "| classification_box | ≥ 0.5 | 10.0 [8.0, 12.0] | - |  |" in table
+
+
+def test_a_missing_report_is_a_usage_error_that_names_it(tmp_path, capsys):
+
+
+    (tmp_path / "b.json").write_text(json.dumps(_report()))
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp_path / "missing.json"), str(tmp_path / "b.json")])
+    assert exc.value.code == 2 and "missing.json" in capsys.readouterr().err

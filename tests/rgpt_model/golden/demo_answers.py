@@ -1,7 +1,9 @@
-"""Answers of the committed demo model on fixed inputs, recorded before a refactor.
+"""Answers of the committed demo models on fixed inputs, recorded before a refactor.
 
-``python -m tests.rgpt_model.golden.demo_answers`` rewrites ``demo_answers.json``; run it only
-when the model itself changes (new weights), never to make a refactor pass.
+``python -m tests.rgpt_model.golden.demo_answers`` rewrites the recordings (``GOLDEN_FILES``:
+the previous demo model's, recorded before issue 18's refactor, and the current one's, recorded
+when it became the default in issue 20); run it only when a model itself changes (new
+weights), never to make a refactor pass.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-GOLDEN_FILE = Path(__file__).with_name("demo_answers.json")
+# model folder name (beside rgpt_model/demo.py) -> its recording
+GOLDEN_FILES = {"demo_model_v1": Path(__file__).with_name("demo_answers.json"),
+                "demo_model": Path(__file__).with_name("demo_answers_v2.json")}
 SCENES = (500, 501, 502, 503, 504, 505)
 
 
@@ -49,9 +53,10 @@ def main() -> None:
     from rgpt_model.predictor import RGPTPredictor
 
     torch.set_num_threads(1)
-    predictor = RGPTPredictor.from_pretrained(DEMO_MODEL_DIR)
-    GOLDEN_FILE.write_text(json.dumps(compute_answers(predictor), indent=1) + "\n")
-    print(f"wrote {GOLDEN_FILE}")
+    for folder, path in GOLDEN_FILES.items():
+        predictor = RGPTPredictor.from_pretrained(DEMO_MODEL_DIR.parent / folder)
+        path.write_text(json.dumps(compute_answers(predictor), indent=1) + "\n")
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":
