@@ -1,4 +1,5 @@
-"""The frames of the demo bag: synthetic scenes with known referring answers, then
+"""The frames of the demo bag: synthetic scenes with known referring answers, synthetic
+scenes whose masks are their objects' bounding boxes (what a detector gives, no SAM), then
 photographs shipped inside scikit-image with masks of their largest segments.
 
 Deterministic (the same call gives the same arrays), so the bag can be regenerated on demand
@@ -20,7 +21,8 @@ PHOTOS = ("coffee", "chelsea", "astronaut", "rocket")
 class DemoFrame:
     """An RGB image, its label image (0 = background) and what is known about it.
 
-    ``kind``: ``synthetic`` or ``photo``; ``source``: ``val/<index>`` or the photo's name;
+    ``kind``: ``synthetic``, ``boxes`` or ``photo``; ``source``: ``val/<index>`` or the
+    photo's name;
     ``regions``: id (as text) -> name (empty for photos); ``expressions``: the synthetic
     scene's referring expressions as ``{text, target_ids, kind}`` (None for photos).
     """
@@ -56,6 +58,29 @@ def synthetic_frames(count: int, height: int = 240, width: int = 320, seed: int 
     return frames
 
 
+def box_frames(count: int, start: int, height: int = 240, width: int = 320, seed: int = 0,
+                split: str = "val") -> list[DemoFrame]:
+    """Scenes ``start .. start+count-1`` of ``split`` with each object's mask replaced by its
+    bounding box, larger boxes painted first so a smaller one stays visible on top: the masks
+    a detector's boxes give. The region names are known; no referring expressions (a box
+    covers parts of its neighbours)."""
+    from rgpt_model.masks import boxes_to_masks
+
+    cfg = SceneConfig(height=height, width=width)
+    frames = []
+    for k in range(start, start + count):
+        scene = generate_scene(seed, k, split, cfg)
+        labels = np.zeros(scene.labels.shape, np.uint16)
+        regions = sorted(scene.regions, key=lambda r: -r.bbox[2] * r.bbox[3])
+        for region, box in zip(regions, boxes_to_masks([r.bbox for r in regions],
+                                                       labels.shape), strict=True):
+            labels[box] = region.id
+        frames.append(DemoFrame("boxes", f"{split}/{k} boxes", scene.image, labels,
+                                {str(r.id): r.name for r in scene.regions
+                                 if np.any(labels == r.id)}))
+    return frames
+
+
 def photo_frame(name: str, max_side: int = 320, regions: int = 5) -> DemoFrame:
     """A scikit-image sample photo (downscaled) and a label image of its largest segments."""
     import skimage.data
@@ -79,8 +104,10 @@ def photo_frame(name: str, max_side: int = 320, regions: int = 5) -> DemoFrame:
                      {str(i): "" for i in np.unique(labels) if i})
 
 
-def demo_frames(scenes: int = 6, photos: int = 4, height: int = 240,
-                width: int = 320) -> list[DemoFrame]:
-    """``scenes`` synthetic validation scenes, then the first ``photos`` of ``PHOTOS``."""
+def demo_frames(scenes: int = 6, photos: int = 4, height: int = 240, width: int = 320,
+                boxes: int = 0) -> list[DemoFrame]:
+    """``scenes`` synthetic validation scenes, ``boxes`` more with box masks, then the first
+    ``photos`` of ``PHOTOS``."""
     return (synthetic_frames(scenes, height, width)
+            + box_frames(boxes, scenes, height, width)
             + [photo_frame(name) for name in PHOTOS[:photos]])
