@@ -66,11 +66,11 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("max_batch_frames", 4, "Most frames (one per stream, round robin) the model "
               "takes in one vision batch and one decoding batch; bounds the time a batch takes.",
               "live", int_range=(1, 64)),
-    ParamSpec("reuse_iou_threshold", 0.8, "Answer reuse: a region keeps its last label and "
+    ParamSpec("reuse_iou_threshold", 0.5, "Answer reuse: a region keeps its last label and "
               "caption (RegionDescription.reused, age) while its mask's IoU with the mask last "
               "answered is at least this; 0 disables reuse (every region decoded).", "live",
               float_range=(0.0, 1.0)),
-    ParamSpec("reuse_cosine_threshold", 0.95, "Answer reuse: ... and the cosine similarity of "
+    ParamSpec("reuse_cosine_threshold", 0.98, "Answer reuse: ... and the cosine similarity of "
               "its pooled vision feature with the one last answered is at least this; 0 "
               "disables reuse.", "live", float_range=(0.0, 1.0)),
     ParamSpec("reuse_max_age", 10, "Answer reuse: ... for at most this many frames of its "

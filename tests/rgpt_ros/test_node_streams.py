@@ -176,38 +176,48 @@ def test_per_stream_accounting_holds_after_a_replay(two_streams, tmp_path):
 
 
 def test_a_fast_stream_does_not_starve_a_slow_one(two_streams):
-    """cam_a at 25 times cam_b's rate, one frame per batch. Round robin serves cam_b whenever
-    it has a frame; one slot for both would serve it about one time in 26. A cam_b frame is
-    lost (superseded, newest wins) only when the next one arrives during a single batch of
-    cam_a, so cam_b sends at 4 times the batch time measured first: a CPU shared with other
-    jobs slows both alike. (The worker's own round robin: test_stream_worker.py.)"""
+    """cam_a floods the node (a frame every 10 ms, several per batch it is served in, one per
+    batch) while cam_b sends one frame at a time and waits for its answer. Round robin serves
+    each cam_b frame within a few batches; one newest-wins slot for both streams would lose it
+    to cam_a's next frame, and one shared queue would serve it only after every cam_a frame
+    ahead of it. cam_b never supersedes its own frame here, so a CPU shared with other jobs
+    slows the test but cannot fail it. (The worker's own round robin: test_stream_worker.py.)"""
     _, clients = two_streams
     a, b = clients["cam_a"], clients["cam_b"]
     assert all(r.successful for r in a.set_parameters({"max_batch_frames": 1}))
+    sa, sb, sc = scene(44), scene(45), scene(49)
+    stop = threading.Event()
+
+    def flood() -> None:  # two scenes in turn: no answer of cam_a is reused, every batch decodes
+        k = 0
+        while not stop.is_set():
+            frame = (sa, sc)[k % 2]
+            a.publish_frame(frame.image, frame.labels)
+            k += 1
+            time.sleep(0.01)
+
     try:
-        sa, sb = scene(44), scene(45)
-        batch_s = []
-        for _ in range(3):
-            start = time.monotonic()
-            assert a.wait_regions(a.publish_frame(sa.image, sa.labels), 30) is not None
-            batch_s.append(time.monotonic() - start)
-        period = max(0.5, 4 * max(batch_s))
+        start = time.monotonic()
+        assert a.wait_regions(a.publish_frame(sa.image, sa.labels), 30) is not None
+        batch = time.monotonic() - start  # one decoded batch
         before = _settled(a)
-        slow = []
-        for _ in range(10):
-            for _ in range(25):
-                a.publish_frame(sa.image, sa.labels)
-                time.sleep(period / 25)
-            slow.append(b.publish_frame(sb.image, sb.labels))
-        served = sum(b.wait_regions(stamp, 10 * period) is not None for stamp in slow)
+        flooder = threading.Thread(target=flood, daemon=True)
+        flooder.start()
+        served = [b.wait_regions(b.publish_frame(sb.image, sb.labels), max(10.0, 40 * batch))
+                  is not None for _ in range(10)]
+        stop.set()
+        flooder.join()
         after = _settled(a)
         fast, slow_st = after.streams[0], after.streams[1]
         received = fast.frames_received - before.streams[0].frames_received
+        processed = fast.frames_processed - before.streams[0].frames_processed
         dropped = fast.frames_dropped - before.streams[0].frames_dropped
-        assert received >= 12 * len(slow) and dropped > 0, after  # cam_a was really faster
-        assert slow_st.frames_received - before.streams[1].frames_received == len(slow)
-        assert served >= 0.8 * len(slow), (served, len(slow), period, after)
+        assert received > 2 * len(served) and dropped > 0, after  # cam_a was really faster
+        assert processed >= len(served) // 2, after  # cam_a was served too, in turn
+        assert slow_st.frames_received - before.streams[1].frames_received == len(served)
+        assert all(served), (served, batch, after)
     finally:
+        stop.set()
         assert all(r.successful for r in a.set_parameters({"max_batch_frames": 4}))
 
 
