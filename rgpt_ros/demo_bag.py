@@ -25,7 +25,7 @@ MASK_TOPIC = "/camera/masks"
 START_NS = 1_700_000_000 * 1_000_000_000
 PERIOD_NS = 200_000_000
 ANNOTATIONS = "annotations.json"
-BOX_FRAMES = 2  # frames with box masks in the main job's bag
+BOX_FRAMES = 2  # frames with box masks, after the synthetic scenes
 
 
 def default_path() -> Path:
@@ -37,7 +37,7 @@ def default_path() -> Path:
 
 def generate(out: str | Path, scenes: int = 6, photos: int = 4, storage: str = "mcap",
              height: int = 240, width: int = 320, overwrite: bool = False,
-             boxes: int = 0) -> Path:
+             boxes: int = BOX_FRAMES) -> Path:
     """Write the demo bag to ``out`` and return its path (``boxes``: scenes with box masks)."""
     from rclpy.serialization import serialize_message
     from rosbags.rosbag2 import StoragePlugin, Writer
@@ -79,7 +79,7 @@ def ensure(path: str | Path | None = None) -> Path:
     """The demo bag, generated first when missing."""
     path = Path(path) if path else default_path()
     if not (path / ANNOTATIONS).is_file():
-        generate(path, overwrite=True, boxes=BOX_FRAMES)
+        generate(path, overwrite=True)
     return path
 
 

@@ -111,6 +111,10 @@ def replay_all(pred: CountingPredictor, sequences: list[list[MovingFrame]],
             for frames in sequences]
 
 
+def _flat(sequences: list[list[dict]]) -> list[dict]:
+    return [run for runs in sequences for run in runs]
+
+
 def label_accuracy(runs: list[dict]) -> float:
     """Share of answered regions whose label is the object's true shape."""
     right = [answer[0] == run["shapes"].get(rid)
@@ -128,6 +132,7 @@ def _summary(runs: list[dict]) -> dict:
         "model_ms_per_frame_median": 1e3 * statistics.median(r["seconds"] for r in runs),
         "wall_ms_per_frame_mean": 1e3 * sum(r["wall"] for r in runs) / n,
         "regions_per_frame": sum(r["regions"] for r in runs) / n,
+        "label_accuracy": label_accuracy(runs),
     }
 
 
@@ -167,14 +172,13 @@ def reuse_benchmark(pred: CountingPredictor, sequences: list[list[MovingFrame]],
     """Without reuse, then with each (iou, cosine, max_age) setting, over the same frames."""
     replay(pred, sequences[0][:2], None, options)  # warm-up
     off_sequences = replay_all(pred, sequences, None, options)
-    off = [run for runs in off_sequences for run in runs]
-    s_off = {**_summary(off), "label_accuracy": label_accuracy(off)}
+    off = _flat(off_sequences)
+    s_off = _summary(off)
     out = {"without_reuse": s_off, "model_consistency": consistency(off_sequences),
            "with_reuse": []}
     for iou, cosine, max_age in settings:
-        on = [run for runs in replay_all(pred, sequences, (iou, cosine, max_age), options)
-              for run in runs]
-        s_on = {**_summary(on), "label_accuracy": label_accuracy(on)}
+        on = _flat(replay_all(pred, sequences, (iou, cosine, max_age), options))
+        s_on = _summary(on)
         agree = agreement(off, on)
         out["with_reuse"].append({
             "iou_threshold": iou, "cosine_threshold": cosine, "max_age": max_age, **s_on,

@@ -38,12 +38,11 @@ def compare(old: dict, new: dict) -> list[Row]:
     """Rows for every issue-20 target either report checked (``report["targets"]``, written
     by rgpt_model.evaluation.targets.check_targets); the legacy issue-4 names are skipped."""
     old_t, new_t = old.get("targets") or {}, new.get("targets") or {}
-    names = [k for k in dict.fromkeys([*old_t, *new_t])
-             if isinstance((old_t.get(k) or new_t.get(k)), dict)
-             and "ci95" in (old_t.get(k) or new_t.get(k))]
     rows = []
-    for name in names:
+    for name in dict.fromkeys([*old_t, *new_t]):  # both reports' names, in order, once
         a, b = old_t.get(name), new_t.get(name)
+        if not (isinstance(a or b, dict) and "ci95" in (a or b)):
+            continue  # a legacy figure (no interval) or not a figure at all
         target = (a or b)["target"]
         va, vb = _value(a), _value(b)
         if va is None or vb is None:

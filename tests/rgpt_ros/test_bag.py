@@ -36,7 +36,8 @@ from .conftest import SHARED_NS
 @pytest.fixture(scope="module")
 def small_bag(tmp_path_factory):
     path = tmp_path_factory.mktemp("bags") / "in_sqlite"
-    return demo_bag.generate(path, scenes=3, photos=1, storage="sqlite3", height=96, width=128)
+    return demo_bag.generate(path, scenes=3, photos=1, storage="sqlite3", height=96, width=128,
+                             boxes=0)
 
 
 def _read(bag):

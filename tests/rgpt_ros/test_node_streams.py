@@ -152,7 +152,7 @@ def test_per_stream_accounting_holds_after_a_replay(two_streams, tmp_path):
     each stream's received = processed + dropped + rejected, and received = what it was sent."""
     _, clients = two_streams
     bag = demo_bag.generate(tmp_path / "bag", scenes=8, photos=0, storage="sqlite3",
-                            height=96, width=128)
+                            height=96, width=128, boxes=0)
     before = _settled(clients["cam_a"])
     sent = {}
     threads = [threading.Thread(target=lambda s=s: sent.update({s: _replay(clients[s], bag,

@@ -1,9 +1,9 @@
 """Answers of the committed demo models on fixed inputs, recorded before a refactor.
 
-``python -m tests.rgpt_model.golden.demo_answers`` rewrites the recordings (``GOLDEN_FILES``:
-the previous demo model's, recorded before issue 18's refactor, and the current one's, recorded
-when it became the default in issue 20); run it only when a model itself changes (new
-weights), never to make a refactor pass.
+``python -m tests.rgpt_model.golden.demo_answers FOLDER`` rewrites one model's recording
+(``GOLDEN_FILES``: ``demo_model_v1``, recorded before issue 18's refactor, and ``demo_model``,
+recorded when it became the default in issue 20); run it only when that model itself changes
+(new weights), never to make a refactor pass.
 """
 
 from __future__ import annotations
@@ -46,17 +46,22 @@ def compute_answers(predictor) -> dict:
     return json.loads(json.dumps(out, default=lambda o: np.asarray(o).tolist()))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
     import torch
 
     from rgpt_model.demo import DEMO_MODEL_DIR
     from rgpt_model.predictor import RGPTPredictor
 
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("folder", choices=sorted(GOLDEN_FILES),
+                    help="the model whose recording to rewrite (under rgpt_model/)")
+    folder = ap.parse_args(argv).folder
     torch.set_num_threads(1)
-    for folder, path in GOLDEN_FILES.items():
-        predictor = RGPTPredictor.from_pretrained(DEMO_MODEL_DIR.parent / folder)
-        path.write_text(json.dumps(compute_answers(predictor), indent=1) + "\n")
-        print(f"wrote {path}")
+    predictor = RGPTPredictor.from_pretrained(DEMO_MODEL_DIR.parent / folder)
+    GOLDEN_FILES[folder].write_text(json.dumps(compute_answers(predictor), indent=1) + "\n")
+    print(f"wrote {GOLDEN_FILES[folder]}")
 
 
 if __name__ == "__main__":
